@@ -1,0 +1,1 @@
+"""Build datasets for fine-tuning and RL: from gyms, from model rollouts and from files."""

@@ -1,0 +1,106 @@
+"""Trainer callbacks: progress bar, metrics file, NaN guard and held-out accuracy during training.
+
+    ftkit sft recipes/gpt2_math.yaml   # the progress bar and runs/gpt2_math/metrics.jsonl come from here
+
+They hook into `transformers.Trainer` (which TRL's SFTTrainer is), so the same callbacks serve every
+trainer built on it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from transformers import TrainerCallback
+
+from ftkit.errors import TrainingError
+from ftkit.runs import MetricsLog
+
+
+class ProgressCallback(TrainerCallback):
+    """A rich progress bar with loss, tokens/s and time left; plain log lines when not on a terminal."""
+
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console(stderr=True)
+        self.progress: Progress | None = None
+        self.task = None
+        self.tokens_per_s = 0.0
+        self._last: tuple[float, float] | None = None  # (time, cumulative tokens) at the last log
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.progress = Progress(
+            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+            console=self.console, transient=False, disable=not self.console.is_terminal,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, stats="")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.update(self.task, completed=state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "num_tokens" in logs:
+            now, tokens = time.perf_counter(), float(logs["num_tokens"])
+            if self._last is not None and now > self._last[0] and tokens > self._last[1]:
+                self.tokens_per_s = (tokens - self._last[1]) / (now - self._last[0])
+            self._last = (now, tokens)
+        if "loss" not in logs or self.progress is None:
+            return
+        stats = f"loss {logs['loss']:.4f}  {self.tokens_per_s:,.0f} tok/s"
+        self.progress.update(self.task, stats=stats)
+        if not self.console.is_terminal:  # CI logs, pipes: one line per logging step
+            self.console.print(f"step {state.global_step}/{state.max_steps}  {stats}", highlight=False)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+class MetricsCallback(TrainerCallback):
+    """Writes every log (loss, learning rate, token accuracy, eval results...) to metrics.jsonl."""
+
+    def __init__(self, log: MetricsLog):
+        self.log = log
+        self.started = time.perf_counter()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        record: dict[str, Any] = {"step": state.global_step, "epoch": state.epoch,
+                                  "time_s": round(time.perf_counter() - self.started, 3)}
+        record.update(logs or {})
+        self.log.append(record)
+
+
+class NanGuard(TrainerCallback):
+    """Stops with a clear message as soon as the logged loss is NaN or infinite.
+
+    Checkpoints saved before that point stay intact, so the run can resume with a lower learning rate.
+    """
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if isinstance(loss, float) and not math.isfinite(loss):
+            raise TrainingError(
+                f"the training loss became {loss} at step {state.global_step}: lower train.learning_rate "
+                f"(now {args.learning_rate:g}) or train.max_grad_norm, then --resume from the last checkpoint"
+            )
+
+
+class HeldoutAccuracyCallback(TrainerCallback):
+    """Scores exact-match accuracy on held-out gym problems every N steps (for the accuracy curve)."""
+
+    def __init__(self, every_steps: int, score_fn, log: MetricsLog):
+        self.every_steps = every_steps
+        self.score_fn = score_fn  # model -> accuracy in [0, 1]
+        self.log = log
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.every_steps == 0 and state.is_world_process_zero:
+            accuracy = self.score_fn(model)
+            self.log.append({"step": state.global_step, "epoch": state.epoch, "heldout_accuracy": accuracy})

@@ -1,0 +1,266 @@
+"""Recipes: typed configuration loaded from YAML, with dotted overrides from the command line.
+
+    ftkit sft recipes/gpt2_math.yaml method=lora train.learning_rate=1e-4 output_dir=/tmp/x
+
+A recipe is validated by pydantic models (one field, one documented meaning). OmegaConf parses the
+`key.sub=value` overrides with YAML typing and merges them into the file; pydantic then rejects unknown
+keys (with a did-you-mean), wrong types and out-of-range values, each as one line naming the key. The
+`train:` section passes straight through to TRL's `SFTConfig`, so it is checked against that dataclass's
+own fields and types rather than a copy of them that would drift.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from ftkit.errors import ConfigError, did_you_mean
+
+
+class Section(BaseModel):
+    """Base for every recipe section: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class FallbackConfig(Section):
+    name: str = Field(description="Model used when `model.name` cannot be fetched (offline): e.g. scratch:tiny.")
+    train: dict[str, Any] = Field(
+        default_factory=dict, description="Overrides of the `train:` section applied only with the fallback."
+    )
+
+
+class ModelConfig(Section):
+    name: str = Field(description="A Hugging Face hub id (gpt2), a local model folder, or scratch:<preset>.")
+    revision: str | None = Field(None, description="Hub branch, tag or commit to load.")
+    trust_remote_code: bool = Field(False, description="Run code shipped with a hub model. Off unless you trust it.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights' dtype when loading; auto keeps float32 on CPU."
+    )
+    fallback: FallbackConfig | None = Field(None, description="Used when `name` cannot be fetched.")
+
+
+class LoraSection(Section):
+    r: int = Field(16, gt=0, description="Rank of the low-rank update.")
+    alpha: int = Field(32, gt=0, description="Scale: the update is multiplied by alpha / r.")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the adapter's input.")
+    target_modules: list[str] | str = Field("all-linear", description="Modules that get adapters.")
+    modules_to_save: list[str] | None = Field(None, description="Modules trained in full beside the adapters.")
+
+
+class QuantizationSection(Section):
+    bits: Literal[4, 8] = Field(4, description="4 (NF4/FP4, QLoRA) or 8 (LLM.int8) bit base weights.")
+    quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type; NF4 is QLoRA's.")
+    double_quant: bool = Field(True, description="Quantise the quantisation constants too (saves ~0.4 bit/param).")
+    compute_dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Dtype the 4-bit weights are dequantised to for matmuls."
+    )
+
+
+class DataConfig(Section):
+    gym: str | None = Field(None, description="Build examples from this gym's oracle (e.g. arithmetic).")
+    gym_kwargs: dict[str, Any] = Field(default_factory=dict, description="Arguments of the gym's constructor.")
+    train_size: int = Field(10_000, gt=0, description="Number of gym examples to train on.")
+    train_seed: int = Field(0, ge=0, description="Seed of the training examples.")
+    path: str | None = Field(None, description="Training file: .jsonl, .json, .csv, .parquet or a datasets folder.")
+    eval_path: str | None = Field(None, description="Held-out file in the same format, for eval loss and accuracy.")
+    format: Literal["auto", "prompt_completion", "messages", "text"] = Field(
+        "auto", description="Dataset format; auto looks at the first row's keys."
+    )
+    prompt_field: str = Field("prompt", description="Column holding the prompt.")
+    completion_field: str = Field("completion", description="Column holding the completion.")
+    messages_field: str = Field("messages", description="Column holding chat messages.")
+    text_field: str = Field("text", description="Column holding plain text (language-modelling format).")
+    completion_only_loss: bool = Field(True, description="Loss on completions / assistant turns only.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if (self.gym is None) == (self.path is None):
+            raise ValueError("set exactly one of data.gym (examples from a gym) or data.path (a dataset file)")
+        return self
+
+
+class EvalConfig(Section):
+    gym: str | None = Field(None, description="Gym to score on; defaults to data.gym.")
+    gym_kwargs: dict[str, Any] | None = Field(None, description="Gym arguments; default data.gym_kwargs.")
+    n: int = Field(500, ge=0, description="Held-out problems scored after training (0 turns evaluation off).")
+    seed: int = Field(1, ge=0, description="Seed of the held-out problems (training prompts are excluded).")
+    batch_size: int = Field(128, gt=0, description="Prompts per generate() call.")
+    max_new_tokens: int = Field(16, gt=0, description="Longest answer generated.")
+    samples: int = Field(20, ge=0, description="Sample generations written to the run folder.")
+    every_steps: int | None = Field(None, gt=0, description="Also score held-out accuracy every N steps.")
+    during_training_n: int = Field(200, gt=0, description="Problems scored at each of those points.")
+
+
+class Recipe(Section):
+    """A supervised fine-tuning recipe. Every field is documented once, here."""
+
+    name: str = Field(description="Run name; the run folder defaults to runs/<name>.")
+    output_dir: str | None = Field(None, description="Run folder (default runs/<name>).")
+    method: Literal["full", "lora", "qlora"] = Field("full", description="What trains: all weights or adapters.")
+    seed: int = Field(0, ge=0, description="Seed for weights' init, data order and dropout.")
+    model: ModelConfig
+    data: DataConfig
+    train: dict[str, Any] = Field(default_factory=dict, description="Passed to TRL's SFTConfig.")
+    lora: LoraSection = Field(default_factory=LoraSection)
+    quantization: QuantizationSection = Field(default_factory=QuantizationSection)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    merge_adapter: bool = Field(False, description="Also save LoRA merged into a plain model folder.")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir or f"runs/{self.name}")
+
+
+# Keys of SFTConfig that ftkit sets itself from other recipe fields.
+_RESERVED_TRAIN_KEYS = {
+    "output_dir": "set the top-level output_dir instead",
+    "seed": "set the top-level seed instead",
+    "completion_only_loss": "set data.completion_only_loss instead",
+    "model_init_kwargs": "use the model section (model.dtype, model.revision) instead",
+}
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Load a YAML recipe, apply `key.sub=value` overrides, and validate everything."""
+    raw = _read_yaml(Path(path))
+    if overrides:
+        raw = _merge_overrides(raw, overrides)
+    return validate_recipe(raw)
+
+
+def validate_recipe(raw: dict[str, Any]) -> Recipe:
+    """Validate a recipe given as a plain dict (what the YAML file holds)."""
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, Recipe)) from None
+    recipe.train = validate_train_args(recipe.train, "train")
+    if recipe.model.fallback is not None:
+        fallback = recipe.model.fallback
+        fallback.train = validate_train_args(fallback.train, "model.fallback.train")
+    return recipe
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"no such recipe file: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a recipe is a YAML mapping of keys to values, got {type(raw).__name__}")
+    return raw
+
+
+def _merge_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        if "=" not in item or item.startswith("="):
+            raise ConfigError(f'override "{item}" is not key=value (e.g. train.learning_rate=1e-4)')
+    try:
+        merged = OmegaConf.merge(OmegaConf.create(raw), OmegaConf.from_dotlist(overrides))
+        return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"cannot apply overrides {' '.join(overrides)}: {str(exc).splitlines()[0]}") from None
+
+
+def _explain(exc: ValidationError, root: type[BaseModel]) -> str:
+    """Turn pydantic's first error into one line that names the key and says what was expected."""
+    # An unknown key usually explains the "missing" error beside it (a typo), so report it first.
+    err = min(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    loc = [str(part) for part in err["loc"]]
+    key = ".".join(loc) or "recipe"
+    if err["type"] == "extra_forbidden":
+        known = _fields_at(root, loc[:-1])
+        return f'unknown recipe key "{key}"{did_you_mean(loc[-1], known)}; known keys here: {", ".join(known)}'
+    if err["type"] == "missing":
+        return f'missing recipe key "{key}"'
+    got = err.get("input")
+    got_text = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+    message = err["msg"].removeprefix("Value error, ")
+    return f'recipe key "{key}": {message}{got_text}'
+
+
+def _fields_at(model: type[BaseModel], loc: list[str]) -> list[str]:
+    """Field names of the section reached by following `loc` from `model` (for did-you-mean)."""
+    for part in loc:
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        inner = next((t for t in typing.get_args(field.annotation) or [field.annotation] if _is_section(t)), None)
+        if inner is None:
+            return []
+        model = inner
+    return list(model.model_fields)
+
+
+def _is_section(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The `train:` section, checked against TRL's SFTConfig
+
+
+def sft_config_fields() -> dict[str, Any]:
+    """SFTConfig's field names mapped to their resolved type annotations."""
+    from trl import SFTConfig
+
+    hints = typing.get_type_hints(SFTConfig)
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(SFTConfig) if f.init}
+
+
+def validate_train_args(train: dict[str, Any], where: str) -> dict[str, Any]:
+    """Check each key of a `train:` mapping against SFTConfig: known name, right type, sane range."""
+    fields = sft_config_fields()
+    checked = {}
+    for key, value in train.items():
+        if key in _RESERVED_TRAIN_KEYS:
+            raise ConfigError(f'recipe key "{where}.{key}" is set by ftkit: {_RESERVED_TRAIN_KEYS[key]}')
+        if key not in fields:
+            raise ConfigError(
+                f'unknown recipe key "{where}.{key}"{did_you_mean(key, fields)} '
+                "(the train section takes TRL SFTConfig's fields)"
+            )
+        checked[key] = _check_type(f"{where}.{key}", fields[key], value)
+        _check_range(f"{where}.{key}", key, checked[key])
+    return checked
+
+
+def _check_type(key: str, annotation: Any, value: Any) -> Any:
+    try:
+        return TypeAdapter(annotation).validate_python(value)
+    except ValidationError as exc:
+        expected = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+        reason = exc.errors()[0]["msg"]
+        raise ConfigError(f'recipe key "{key}": expected {expected}, got {value!r} ({reason})') from None
+
+
+# Ranges that SFTConfig does not check itself but that make a run meaningless.
+_POSITIVE = {"learning_rate", "num_train_epochs", "per_device_train_batch_size", "per_device_eval_batch_size",
+             "gradient_accumulation_steps", "logging_steps", "save_steps", "eval_steps", "max_length"}
+_NON_NEGATIVE = {"weight_decay", "warmup_steps", "max_grad_norm", "save_total_limit"}
+
+
+def _check_range(key: str, name: str, value: Any) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    if name in _POSITIVE and value <= 0:
+        raise ConfigError(f'recipe key "{key}": must be > 0, got {value}')
+    if name in _NON_NEGATIVE and value < 0:
+        raise ConfigError(f'recipe key "{key}": must be >= 0, got {value}')
+
+
+def recipe_to_yaml(recipe: Recipe) -> str:
+    """The resolved recipe as YAML, for the run folder (every default filled in)."""
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,128 @@
+"""Evaluation: exact-match accuracy on held-out gym problems, broken down by difficulty.
+
+    ftkit eval --gym arithmetic --model runs/gpt2_math/model
+
+Each answer is scored by stepping the gym with it, so evaluation uses the very reward that RL trains
+on (the gym's own score): the two cannot drift apart. Problems are generated from a seed of their
+own, and any problem whose prompt was seen in training is skipped, so the score is on unseen problems.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from data_tools.gym_data import gym_examples, item_seed
+
+
+@dataclass
+class EvalResult:
+    gym: str
+    n: int
+    correct: int
+    by_difficulty: dict[str, dict[str, Any]] = field(default_factory=dict)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"accuracy": self.accuracy, **asdict(self)}
+
+
+def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch_size: int = 64) -> list[str]:
+    """Greedy completions for `prompts`, batched with left padding (so every row ends at its prompt).
+
+    Prompts are sorted by length first so that each batch holds similar lengths and little padding.
+    """
+    import torch
+
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    completions: list[str] = [""] * len(prompts)
+    was_training = model.training
+    model.eval()
+    saved_side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                enc = tokenizer([prompts[i] for i in rows], return_tensors="pt", padding=True).to(model.device)
+                out = model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                )
+                new_tokens = out[:, enc["input_ids"].shape[1] :]
+                for i, text in zip(rows, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
+                    completions[i] = text
+    finally:
+        tokenizer.padding_side = saved_side
+        model.train(was_training)
+    return completions
+
+
+def heldout_problems(gym: str, gym_kwargs: dict[str, Any], n: int, seed: int,
+                     exclude_prompts: set[str] | None = None) -> list[dict[str, Any]]:
+    """n gym problems from `seed` whose prompts are not in `exclude_prompts` (the training set)."""
+    return gym_examples(gym, n, seed, env_kwargs=gym_kwargs, exclude_prompts=exclude_prompts)
+
+
+def score_completions(gym: str, gym_kwargs: dict[str, Any], problems: list[dict[str, Any]],
+                      completions: list[str], samples: int = 20) -> EvalResult:
+    """Step a fresh episode of each problem with the model's completion and read the gym's reward."""
+    import gyms
+
+    env = gyms.make(gym, **gym_kwargs)
+    result = EvalResult(gym=gyms.resolve_id(gym), n=len(problems), correct=0)
+    groups: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for problem, completion in zip(problems, completions):
+        obs, _ = env.reset(seed=item_seed(problem["seed"], problem["index"]))
+        assert obs == problem["prompt"], "a gym must replay the same problem from the same seed"
+        _, reward, _, _, info = env.step(completion)
+        solved = bool(info.get("solved", reward >= 1.0))
+        result.correct += solved
+        key = difficulty_key(problem.get("difficulty") or {})
+        groups[key][0] += 1
+        groups[key][1] += solved
+        if len(result.samples) < samples:
+            result.samples.append({"prompt": problem["prompt"], "completion": completion,
+                                   "answer": problem["answer"], "reward": float(reward), "solved": solved})
+    env.close()
+    result.by_difficulty = {
+        key: {"n": n, "correct": c, "accuracy": c / n} for key, (n, c) in sorted(groups.items())
+    }
+    return result
+
+
+def difficulty_key(difficulty: dict[str, Any]) -> str:
+    """A stable label such as 'digits=3 op=+' for grouping results."""
+    return " ".join(f"{k}={v}" for k, v in sorted(difficulty.items())) or "all"
+
+
+def evaluate_on_gym(model, tokenizer, gym: str, gym_kwargs: dict[str, Any], *, n: int, seed: int,
+                    exclude_prompts: set[str] | None = None, batch_size: int = 128,
+                    max_new_tokens: int = 16, samples: int = 20) -> EvalResult:
+    """Generate answers to n held-out problems and score them with the gym."""
+    problems = heldout_problems(gym, gym_kwargs, n, seed, exclude_prompts)
+    completions = generate(model, tokenizer, [p["prompt"] for p in problems],
+                           max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return score_completions(gym, gym_kwargs, problems, completions, samples=samples)
+
+
+def samples_markdown(result: EvalResult) -> str:
+    """Sample generations as a Markdown table a person can skim."""
+    lines = [f"# Sample generations ({result.gym})", "",
+             f"Held-out accuracy: {result.accuracy:.1%} ({result.correct}/{result.n})", "",
+             "| prompt | model's answer | correct answer | solved |", "| --- | --- | --- | --- |"]
+    for s in result.samples:
+        lines.append(f"| `{_cell(s['prompt'])}` | `{_cell(s['completion'])}` | `{_cell(s['answer'])}` | "
+                     f"{'yes' if s['solved'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", "\\n").replace("`", "'")

@@ -1,0 +1,206 @@
+"""Models: resolve a recipe's model spec (hub id, local folder or scratch preset) and load it.
+
+    python -c "from ftkit.models import resolve_model; print(resolve_model('scratch:tiny', 'runs/tmp'))"
+
+A recipe's `model.name` is tried first. When it is a hub id that cannot be fetched (no network, the
+hub down, a typo in the id) and the recipe names a `fallback`, the fallback is used instead, announced
+in one line and recorded in the run's summary, so that the README's commands work offline.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from ftkit.config import ModelConfig, QuantizationSection
+from ftkit.errors import ModelError
+from ftkit.scratch import build_scratch
+
+SCRATCH_PREFIX = "scratch:"
+
+
+@dataclass
+class ResolvedModel:
+    """What will actually train: where its files are and how we got there."""
+
+    spec: str  # what the recipe asked for, e.g. "gpt2"
+    path: str  # a local folder or a hub id that from_pretrained can open
+    used: str  # the spec that was used: the recipe's or the fallback's
+    is_fallback: bool = False
+    fallback_reason: str | None = None
+    train_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_model(model: ModelConfig | str, work_dir: str | Path, seed: int = 0) -> ResolvedModel:
+    """Find the files of `model`, falling back when its checkpoint cannot be fetched.
+
+    Scratch presets are built into `work_dir/base_model` (they are small, and the run then keeps the
+    exact starting point that LoRA adapters and evaluation refer back to).
+    """
+    cfg = ModelConfig(name=model) if isinstance(model, str) else model
+    try:
+        path = _locate(cfg, Path(work_dir), seed)
+        return ResolvedModel(spec=cfg.name, path=path, used=cfg.name)
+    except ModelError as exc:
+        if cfg.fallback is None or not _is_hub_id(cfg.name):
+            raise
+        reason = str(exc)
+    fallback = ModelConfig(name=cfg.fallback.name, trust_remote_code=cfg.trust_remote_code, dtype=cfg.dtype)
+    path = _locate(fallback, Path(work_dir), seed)
+    return ResolvedModel(
+        spec=cfg.name,
+        path=path,
+        used=cfg.fallback.name,
+        is_fallback=True,
+        fallback_reason=reason,
+        train_overrides=dict(cfg.fallback.train),
+    )
+
+
+def _locate(cfg: ModelConfig, work_dir: Path, seed: int) -> str:
+    name = cfg.name
+    if name.startswith(SCRATCH_PREFIX):
+        out = work_dir / "base_model"
+        if not (out / "config.json").is_file():
+            build_scratch(name.removeprefix(SCRATCH_PREFIX), out, seed=seed)
+        return str(out)
+    if not _is_hub_id(name):
+        folder = Path(name).expanduser()
+        if not folder.is_dir():
+            raise ModelError(f"no such model folder: {name}")
+        if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
+            raise ModelError(f"{name} is not a model folder (no config.json or adapter_config.json in it)")
+        return str(folder)
+    _fetch_config(cfg)
+    return name
+
+
+def _is_hub_id(name: str) -> bool:
+    """Hub ids look like `gpt2` or `org/model`; anything that exists on disk or looks like a path is local."""
+    if name.startswith(SCRATCH_PREFIX) or os.path.exists(name):
+        return False
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name:
+        return False
+    return True
+
+
+def _fetch_config(cfg: ModelConfig) -> None:
+    """Make sure the hub model's config can be had (from the local cache or the network), or raise."""
+    from transformers import AutoConfig
+
+    kwargs = {"revision": cfg.revision, "trust_remote_code": cfg.trust_remote_code}
+    try:
+        AutoConfig.from_pretrained(cfg.name, local_files_only=True, **kwargs)
+        return
+    except (OSError, ValueError):
+        pass  # not cached: try the network below
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        raise ModelError(f'"{cfg.name}" is not in the local cache and HF_HUB_OFFLINE is set')
+    if not hub_reachable():
+        raise ModelError(f'cannot reach the Hugging Face hub to fetch "{cfg.name}" (offline?)')
+    try:
+        AutoConfig.from_pretrained(cfg.name, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f'cannot load "{cfg.name}" from the hub: {str(exc).splitlines()[0]}') from None
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP probe of the hub, so an offline machine falls back in seconds.
+
+    Without it, transformers retries for about 25 s before giving up on each file.
+    """
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    host = urlparse(endpoint).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_tokenizer(path: str, cfg: ModelConfig):
+    """The tokenizer, with a padding token (GPT-2 ships none) and left padding for generation."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        path, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code
+    )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def torch_dtype(name: str):
+    """Map a recipe dtype name to torch's; `auto` is bfloat16 on a GPU that has it, else float32."""
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    return getattr(torch, name)
+
+
+def quantization_config(q: QuantizationSection):
+    """bitsandbytes settings: NF4 4-bit (QLoRA, Dettmers et al. 2023) or LLM.int8 8-bit."""
+    from transformers import BitsAndBytesConfig
+
+    if q.bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=q.quant_type,
+        bnb_4bit_use_double_quant=q.double_quant,
+        bnb_4bit_compute_dtype=torch_dtype(q.compute_dtype),
+    )
+
+
+def load_model(path: str, cfg: ModelConfig, method: str, quant: QuantizationSection | None = None):
+    """Load a causal LM for `method` (full, lora or qlora); weights must be safetensors."""
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {
+        "revision": cfg.revision,
+        "trust_remote_code": cfg.trust_remote_code,
+        "dtype": torch_dtype(cfg.dtype),
+        "use_safetensors": True,  # never unpickle weights: a .bin checkpoint can run arbitrary code
+    }
+    if method == "qlora":
+        kwargs["quantization_config"] = quantization_config(quant or QuantizationSection())
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load the model from {path}: {str(exc).splitlines()[0]}") from None
+
+
+def lora_config(section):
+    """peft's LoraConfig from the recipe's `lora:` section."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=section.r,
+        lora_alpha=section.alpha,
+        lora_dropout=section.dropout,
+        target_modules=section.target_modules,
+        modules_to_save=section.modules_to_save,
+        task_type="CAUSAL_LM",
+    )
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts; 4-bit weights count as their unpacked size."""
+    trainable = total = 0
+    for param in model.parameters():
+        n = param.numel()
+        if getattr(param, "quant_state", None) is not None or param.__class__.__name__ == "Params4bit":
+            n *= 2  # two 4-bit values are packed in each stored byte
+        total += n
+        if param.requires_grad:
+            trainable += n
+    return trainable, total

@@ -1,0 +1,54 @@
+"""Learning curves as PNG, drawn from a run's metrics.jsonl.
+
+    python -c "from ftkit.plots import plot_run; plot_run('runs/gpt2_math')"
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ftkit.runs import MetricsLog
+
+
+def _series(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    points = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def _plot(path: Path, title: str, ylabel: str, curves: dict[str, tuple[list[float], list[float]]],
+          logy: bool = False) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    curves = {label: xy for label, xy in curves.items() if xy[0]}
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, (x, y) in curves.items():
+        ax.plot(x, y, marker="o" if len(x) < 30 else None, markersize=3, label=label)
+    ax.set(title=title, xlabel="step", ylabel=ylabel)
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_run(run_dir: str | Path) -> list[Path]:
+    """Write loss.png and accuracy.png into the run folder; returns the files written."""
+    run_dir = Path(run_dir)
+    records = MetricsLog(run_dir / "metrics.jsonl").read()
+    written = [
+        _plot(run_dir / "loss.png", "Training loss", "loss (nats/token)",
+              {"train": _series(records, "loss"), "held-out": _series(records, "eval_loss")}, logy=True),
+        _plot(run_dir / "accuracy.png", "Accuracy", "accuracy",
+              {"next-token accuracy (train batches)": _series(records, "mean_token_accuracy"),
+               "held-out exact match": _series(records, "heldout_accuracy")}),
+    ]
+    return [p for p in written if p is not None]

@@ -1,0 +1,121 @@
+"""Run folders: every run is a folder holding what it was asked, what it did and what it made.
+
+    ls runs/gpt2_math/   # recipe.yaml env.json metrics.jsonl loss.png accuracy.png samples.md model/ summary.json
+
+Writes are atomic (a temporary file, then a rename), so a run killed at any moment leaves either the
+old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from contextlib import suppress
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ftkit.errors import FtkitError, TrainingError
+
+PACKAGES = ("ftkit", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes",
+            "gymnasium", "deepspeed", "vllm")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Create the run folder; refuse to clobber an earlier run unless told to."""
+    has_content = run_dir.is_dir() and any(run_dir.iterdir())
+    if resume:
+        if not has_content:
+            raise TrainingError(f"--resume: {run_dir} holds no run to resume; run without --resume first")
+        return
+    if has_content:
+        if not overwrite:
+            raise FtkitError(
+                f"{run_dir} already holds a run: add --resume to continue it, --overwrite to replace it, "
+                f"or output_dir=runs/<new name> to keep both"
+            )
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def environment_info(argv: list[str] | None = None) -> dict[str, Any]:
+    """Versions, platform and git revision: enough to reproduce or explain a result later."""
+    versions = {}
+    for name in PACKAGES:
+        with suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return {
+        "command": " ".join(argv if argv is not None else sys.argv),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "cuda": _cuda_devices(),
+        "packages": versions,
+        "git": git_revision(),
+    }
+
+
+def _cuda_devices() -> list[str]:
+    try:
+        import torch
+
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # torch without CUDA support, or a broken driver: report none
+        return []
+
+
+def git_revision(cwd: str | Path | None = None) -> dict[str, Any] | None:
+    """The commit of the code that ran and whether the tree had uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                              timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=cwd, capture_output=True, text=True,
+                               timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": head, "dirty": bool(dirty)}
+
+
+class MetricsLog:
+    """Append-only JSONL of metrics, one object per logging step."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def append(self, record: dict[str, Any]) -> None:
+        clean = {k: _json_number(v) for k, v in record.items()}
+        with self.path.open("a") as f:
+            f.write(json.dumps(clean) + "\n")
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        with self.path.open() as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def truncate_after(self, step: int) -> None:
+        """On resume, drop records past the checkpoint's step: training will log them again."""
+        kept = [r for r in self.read() if r.get("step", 0) <= step]
+        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _json_number(value: Any) -> Any:
+    # JSON has no NaN; keep the record parseable and the fact visible.
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value

@@ -1,0 +1,244 @@
+"""Integer arithmetic, one problem per episode: `python -c "import gyms; print(gyms.make('arithmetic').reset(seed=0))"`."""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Sequence
+from numbers import Integral
+from typing import Any
+
+from ftkit.errors import GymError, did_you_mean
+from gyms.base import TextEnv
+
+OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul}
+OP_ALIASES = {"×": "*", "−": "-"}  # the multiplication sign and the Unicode minus, as people type them
+ANSWER_FORMATS = ("plain", "reversed")
+REVERSED_PREFIX = "rev "
+# Operands are drawn with numpy's int64 generator; 18 digits is the most that always fits.
+MAX_DIGITS = 18
+RESET_OPTIONS = ("op", "digits")
+
+# ASCII digits only: Python's `\d` also matches full-width and other scripts' digits ("５７９").
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def parse_answer(response: str) -> str | None:
+    """The answer a response gives, or None when it is not an integer:
+
+    >>> parse_answer("  -42 \\nbecause 6*7=42")
+    '-42'
+    >>> parse_answer("the answer is 42") is None
+    True
+
+    Only the first line counts, stripped of surrounding whitespace, and it must be a whole integer
+    written in ASCII digits with an optional leading "-". Leading zeros are kept (in the reversed
+    format they are significant). The text is matched, never evaluated.
+    """
+    first_line = response.split("\n", 1)[0].strip()
+    return first_line if _INTEGER.fullmatch(first_line) else None
+
+
+def score_answer(response: str, answer: str) -> float:
+    """1.0 when the response's first line is exactly the answer, else 0.0:
+
+    >>> score_answer("579", "579"), score_answer("579 579", "579"), score_answer("+579", "579")
+    (1.0, 0.0, 0.0)
+
+    The gym's reward and `ftkit eval` both call this function, so they cannot drift apart.
+    """
+    return 1.0 if parse_answer(response) == answer else 0.0
+
+
+def format_answer(value: int, answer_format: str) -> str:
+    """The answer text for a result: `format_answer(-150, "reversed")` -> "-051".
+
+    "reversed" writes the digits least-significant first (Lee et al. 2023, "Teaching Arithmetic to
+    Small Transformers": a model then produces each digit after the ones it depends on). The sign
+    stays in front and trailing zeros become leading ones: 300 -> "003".
+    """
+    digits = str(abs(value))
+    if answer_format == "reversed":
+        digits = digits[::-1]
+    return f"-{digits}" if value < 0 else digits
+
+
+class ArithmeticEnv(TextEnv):
+    """Integer arithmetic: `env = gyms.make("arithmetic", ops=["+", "-"], digits=[1, 3])`.
+
+    ## Description
+
+    Each episode poses one problem such as `123+456=`; the agent answers with the result, `579`. Both
+    operands have the same number of digits d (d is drawn uniformly from the `digits` range, then each
+    operand uniformly among the numbers with exactly d digits; for d = 1 that is 0-9). The operator is
+    drawn uniformly from `ops`. Subtraction can give negative results.
+
+    ## Action Space
+
+    Text (printable ASCII, up to 4096 characters): the answer. Only the first line counts, stripped of
+    surrounding whitespace; see `parse_answer`. Longer or non-ASCII actions are accepted and score 0.
+
+    ## Observation Space
+
+    Text (printable ASCII, up to 64 characters): `"123+456="`, `"123-456="`, `"12*34="`. With
+    `answer_format="reversed"` the problem is prefixed with `"rev "` (`"rev 123+456="`), telling the
+    player to write the result's digits least-significant first. After the step it is `""`.
+
+    ## Rewards
+
+    1.0 if the answer is exactly right (`score_answer`), else 0.0. Plain: 123+456 -> "579",
+    123-456 -> "-333". Reversed: 123+456 -> "975", 100-250 -> "-051", 100+200 -> "003".
+
+    ## Episode End
+
+    The episode terminates after one step. It is never truncated.
+
+    ## Arguments
+
+    - `ops`: the operators to draw from, any of "+", "-", "*" ("×" and "−" are accepted and mean "*"
+      and "-"). Default `("+",)`.
+    - `digits`: the digit count of each operand, an int or a `[min, max]` range (1 to 18). Default 3.
+    - `answer_format`: "plain" or "reversed". Default "plain".
+    - `render_mode`: None or "ansi".
+
+    `reset(options={"op": "*", "digits": 5})` pins the operator and/or digit count for one episode
+    (any supported value, inside or outside the constructor's choices: handy to test generalisation).
+
+    Info (reset and step): `answer` and `difficulty` (`{"op": "+", "digits": 3}`); step adds `parsed`
+    (what `parse_answer` read, or None) and `solved`.
+
+    ## Version History
+
+    - v0: initial version.
+    """
+
+    has_oracle = True
+
+    def __init__(
+        self,
+        ops: Sequence[str] = ("+",),
+        digits: int | Sequence[int] = 3,
+        answer_format: str = "plain",
+        render_mode: str | None = None,
+    ) -> None:
+        super().__init__(render_mode=render_mode, max_observation_length=64, max_action_length=4096)
+        self.ops = _check_ops(ops)
+        self.digits = _check_digits(digits)
+        self.answer_format = _check_answer_format(answer_format)
+        self._op = ""
+        self._num_digits = 0
+        self._answer = ""
+
+    def oracle(self) -> str:
+        """The correct answer to the current problem: `env.step(env.unwrapped.oracle())` scores 1.0."""
+        self._require_running("oracle()")
+        return self._answer
+
+    def _reset(self, options: dict[str, Any]) -> tuple[str, dict]:
+        self._op, self._num_digits = self._choose_difficulty(options)
+        a, b = self._draw_operand(self._num_digits), self._draw_operand(self._num_digits)
+        self._answer = format_answer(OPS[self._op](a, b), self.answer_format)
+        prefix = REVERSED_PREFIX if self.answer_format == "reversed" else ""
+        obs = f"{prefix}{a}{self._op}{b}="
+        return obs, {"answer": self._answer, "difficulty": self._difficulty()}
+
+    def _step(self, action: str) -> tuple[str, float, bool, bool, dict]:
+        parsed = parse_answer(action)
+        reward = score_answer(action, self._answer)
+        info = {
+            "answer": self._answer,
+            "parsed": parsed,
+            "solved": reward == 1.0,
+            "difficulty": self._difficulty(),
+        }
+        return "", reward, True, False, info
+
+    def _choose_difficulty(self, options: dict[str, Any]) -> tuple[str, int]:
+        """The episode's operator and digit count: pinned by `options`, else drawn from `np_random`."""
+        for key in options:
+            if key not in RESET_OPTIONS:
+                raise GymError(
+                    f'unknown reset option "{key}"{did_you_mean(key, RESET_OPTIONS)}; '
+                    f"arithmetic takes: {', '.join(RESET_OPTIONS)}"
+                )
+        if "op" in options:
+            op = _check_op(options["op"], "options['op']")
+        else:
+            op = self.ops[int(self.np_random.integers(len(self.ops)))]
+        if "digits" in options:
+            num_digits = _check_digit_option(options["digits"])
+        else:
+            num_digits = int(self.np_random.integers(self.digits[0], self.digits[1] + 1))
+        return op, num_digits
+
+    def _draw_operand(self, num_digits: int) -> int:
+        """A uniform number with exactly `num_digits` digits (0-9 for one digit)."""
+        low = 0 if num_digits == 1 else 10 ** (num_digits - 1)
+        # int(): numpy's int64 would overflow when two 18-digit operands are multiplied.
+        return int(self.np_random.integers(low, 10**num_digits))
+
+    def _difficulty(self) -> dict[str, Any]:
+        return {"op": self._op, "digits": self._num_digits}  # a new dict each call: callers keep infos
+
+
+# -- argument checks: each error names the argument, the bad value and what is allowed ------------------
+
+
+_ALLOWED_OPS = ", ".join(f'"{o}"' for o in [*OPS, *OP_ALIASES])
+
+
+def _normalise_op(op: Any) -> str | None:
+    """The ASCII operator for "+", "-", "*", "×" or "−"; None for anything else."""
+    if not isinstance(op, str):
+        return None
+    op = OP_ALIASES.get(op, op)
+    return op if op in OPS else None
+
+
+def _check_op(op: Any, name: str) -> str:
+    normalised = _normalise_op(op)
+    if normalised is None:
+        raise GymError(f"{name} must be one of {_ALLOWED_OPS}; got {op!r}")
+    return normalised
+
+
+def _check_ops(ops: Any) -> tuple[str, ...]:
+    if isinstance(ops, str):
+        ops = [ops]  # ops="+" means one operator, not a sequence of characters
+    if not isinstance(ops, Sequence) or len(ops) == 0:
+        raise GymError(f'ops must be a non-empty list of operators such as ["+", "-", "*"]; got {ops!r}')
+    unknown = [op for op in ops if _normalise_op(op) is None]
+    if unknown:
+        raise GymError(f"ops may only contain {_ALLOWED_OPS}; got {list(ops)!r} (unknown: {unknown!r})")
+    # Drop repeats so that the draw stays uniform over distinct operators.
+    return tuple(dict.fromkeys(_check_op(op, "ops") for op in ops))
+
+
+def _is_digit_count(value: Any) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool) and 1 <= value <= MAX_DIGITS
+
+
+def _check_digits(digits: Any) -> tuple[int, int]:
+    """`digits` as a (min, max) pair: 3 -> (3, 3), [1, 3] -> (1, 3)."""
+    if _is_digit_count(digits):
+        return int(digits), int(digits)
+    pair = list(digits) if isinstance(digits, Sequence) and not isinstance(digits, str) else None
+    if pair is None or len(pair) != 2 or not all(_is_digit_count(d) for d in pair):
+        raise GymError(
+            f"digits must be a whole number from 1 to {MAX_DIGITS} or a [min, max] pair of them; got {digits!r}"
+        )
+    if pair[0] > pair[1]:
+        raise GymError(f"digits [min, max] must have min <= max; got {pair!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _check_digit_option(value: Any) -> int:
+    if not _is_digit_count(value):
+        raise GymError(f"options['digits'] must be a whole number from 1 to {MAX_DIGITS}; got {value!r}")
+    return int(value)
+
+
+def _check_answer_format(answer_format: Any) -> str:
+    if answer_format not in ANSWER_FORMATS:
+        raise GymError(f"answer_format must be one of {', '.join(ANSWER_FORMATS)}; got {answer_format!r}")
+    return answer_format
