@@ -13,7 +13,14 @@ import time
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from transformers import TrainerCallback
 
 from ftkit.errors import TrainingError
@@ -101,6 +108,7 @@ class HeldoutAccuracyCallback(TrainerCallback):
         self.log = log
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if state.global_step % self.every_steps == 0 and state.is_world_process_zero:
+        last_step = state.global_step >= state.max_steps  # the final evaluation covers it
+        if state.global_step % self.every_steps == 0 and not last_step and state.is_world_process_zero:
             accuracy = self.score_fn(model)
             self.log.append({"step": state.global_step, "epoch": state.epoch, "heldout_accuracy": accuracy})

@@ -164,11 +164,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _merge_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    for item in overrides:
-        if "=" not in item or item.startswith("="):
-            raise ConfigError(f'override "{item}" is not key=value (e.g. train.learning_rate=1e-4)')
     try:
-        merged = OmegaConf.merge(OmegaConf.create(raw), OmegaConf.from_dotlist(overrides))
+        merged = OmegaConf.merge(OmegaConf.create(raw), parse_key_values(overrides))
         return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]
     except OmegaConfBaseException as exc:
         raise ConfigError(f"cannot apply overrides {' '.join(overrides)}: {str(exc).splitlines()[0]}") from None
@@ -264,3 +261,14 @@ def _check_range(key: str, name: str, value: Any) -> None:
 def recipe_to_yaml(recipe: Recipe) -> str:
     """The resolved recipe as YAML, for the run folder (every default filled in)."""
     return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
+
+
+def parse_key_values(items: list[str]) -> dict[str, Any]:
+    """`["digits=4", "ops=[+,-]"]` -> `{"digits": 4, "ops": ["+", "-"]}`, values typed as YAML."""
+    for item in items:
+        if "=" not in item or item.startswith("="):
+            raise ConfigError(f'"{item}" is not key=value (e.g. train.learning_rate=1e-4)')
+    try:
+        return OmegaConf.to_container(OmegaConf.from_dotlist(items))  # type: ignore[return-value]
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"cannot parse {' '.join(items)}: {str(exc).splitlines()[0]}") from None

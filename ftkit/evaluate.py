@@ -9,8 +9,10 @@ own, and any problem whose prompt was seen in training is skipped, so the score 
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from data_tools.gym_data import gym_examples, item_seed
@@ -126,3 +128,73 @@ def samples_markdown(result: EvalResult) -> str:
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", "\\n").replace("`", "'")
+
+
+# ---------------------------------------------------------------------------------------------------
+# `ftkit eval`
+
+
+def load_for_eval(model: str):
+    """A model folder, a LoRA adapter folder or a hub id, with its tokenizer, ready to generate."""
+    from ftkit.config import ModelConfig
+    from ftkit.models import load_model, load_tokenizer, resolve_model
+
+    path = Path(model)
+    if (path / "adapter_config.json").is_file():
+        from ftkit.export import load_adapter_model
+
+        return load_adapter_model(path), load_tokenizer(str(path), ModelConfig(name=str(path)))
+    resolved = resolve_model(model, work_dir=path)
+    cfg = ModelConfig(name=resolved.path)
+    return load_model(resolved.path, cfg, "full"), load_tokenizer(resolved.path, cfg)
+
+
+def training_data_info(model: str) -> dict[str, Any]:
+    """What the model was trained on, when an ftkit run saved it (ftkit_training_data.json)."""
+    from ftkit.sft import TRAINING_DATA_FILE
+
+    info_file = Path(model) / TRAINING_DATA_FILE
+    return json.loads(info_file.read_text()) if info_file.is_file() else {}
+
+
+def run_eval(args) -> int:
+    """`ftkit eval`: print accuracy by difficulty and sample generations."""
+    import gyms
+    from data_tools.gym_data import gym_examples
+    from ftkit.config import parse_key_values
+
+    gym_id = gyms.resolve_id(args.gym)
+    trained = training_data_info(args.model)
+    same_task = trained.get("gym") and gyms.resolve_id(trained["gym"]) == gym_id
+    # Default to the task the model was trained on, so `ftkit eval --gym arithmetic --model DIR` just works.
+    gym_kwargs = {**(trained.get("gym_kwargs") or {} if same_task else {}), **parse_key_values(args.gym_args)}
+    seed = args.seed if args.seed is not None else trained.get("eval_seed", 1)
+    exclude: set[str] = set()
+    if same_task and trained.get("train_size"):
+        exclude = {r["prompt"] for r in gym_examples(gym_id, trained["train_size"], trained["train_seed"],
+                                                      env_kwargs=trained.get("gym_kwargs") or {})}
+    model, tokenizer = load_for_eval(args.model)
+    result = evaluate_on_gym(model, tokenizer, gym_id, gym_kwargs, n=args.n, seed=seed, exclude_prompts=exclude,
+                             batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, samples=args.samples)
+    print_result(result, gym_kwargs, excluded=len(exclude))
+    if args.output:
+        Path(args.output).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return 0
+
+
+def print_result(result: EvalResult, gym_kwargs: dict[str, Any], excluded: int = 0) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    note = f", {excluded:,} training prompts excluded" if excluded else ""
+    console.print(f"{result.gym} {gym_kwargs or ''}: held-out accuracy [bold]{result.accuracy:.1%}[/] "
+                  f"({result.correct}/{result.n}{note})")
+    table = Table("difficulty", "n", "accuracy")
+    for key, g in result.by_difficulty.items():
+        table.add_row(key, str(g["n"]), f"{g['accuracy']:.1%}")
+    console.print(table)
+    samples = Table("prompt", "model's answer", "correct answer", "solved")
+    for s in result.samples:
+        samples.add_row(repr(s["prompt"]), repr(s["completion"]), repr(s["answer"]), "yes" if s["solved"] else "no")
+    console.print(samples)

@@ -71,7 +71,7 @@ def _locate(cfg: ModelConfig, work_dir: Path, seed: int) -> str:
     if not _is_hub_id(name):
         folder = Path(name).expanduser()
         if not folder.is_dir():
-            raise ModelError(f"no such model folder: {name}")
+            raise ModelError(f"no such model folder: {name}{_which_run_makes(folder)}")
         if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
             raise ModelError(f"{name} is not a model folder (no config.json or adapter_config.json in it)")
         return str(folder)
@@ -79,13 +79,21 @@ def _locate(cfg: ModelConfig, work_dir: Path, seed: int) -> str:
     return name
 
 
+def _which_run_makes(folder: Path) -> str:
+    """A hint when a missing folder looks like the output of a shipped recipe: '; run ... first'."""
+    parts = folder.parts
+    if len(parts) >= 2 and parts[0] == "runs":
+        recipe = Path("recipes") / f"{parts[1]}.yaml"
+        if recipe.is_file():
+            return f" (it is made by `ftkit sft {recipe.as_posix()}`: run that first)"
+    return ""
+
+
 def _is_hub_id(name: str) -> bool:
     """Hub ids look like `gpt2` or `org/model`; anything that exists on disk or looks like a path is local."""
     if name.startswith(SCRATCH_PREFIX) or os.path.exists(name):
         return False
-    if name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name:
-        return False
-    return True
+    return not (name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name)
 
 
 def _fetch_config(cfg: ModelConfig) -> None:

@@ -1,0 +1,100 @@
+"""Peak memory of full, LoRA and 4-bit QLoRA fine-tuning of GPT-2's 124M shape (scratch weights).
+
+    python bench/sft_memory.py            # about 2 minutes on 2 CPU cores
+
+Each method runs `ftkit sft` for a few steps in a fresh process, so the peaks do not mix. On a CPU the
+figure is the process's peak resident memory (ru_maxrss); on a GPU it would be
+torch.cuda.max_memory_allocated. The libraries themselves (torch, transformers, trl...) take a fixed
+few hundred MB before any model exists, so the script reports the peak both in total and above that
+baseline (the fine-tuning's own footprint: weights, gradients, optimizer state, activations), and
+judges the targets on the latter.
+
+Targets (issue #2): LoRA <= 50% and QLoRA <= 35% of full fine-tuning's peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+METHODS = ("full", "lora", "qlora")
+STEPS = 4
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def one(method: str, model_dir: str, work: str) -> dict:
+    """Run in a child process: import everything, note the baseline, fine-tune, report the peak."""
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+    import trl  # noqa: F401
+
+    from ftkit import sft
+    from ftkit.config import validate_recipe
+
+    baseline = rss_mb()
+    recipe = validate_recipe({
+        "name": f"mem-{method}", "output_dir": f"{work}/{method}", "method": method,
+        "model": {"name": model_dir},
+        "data": {"gym": "arithmetic", "gym_kwargs": {"digits": 3}, "train_size": 64},
+        "train": {"max_steps": STEPS, "per_device_train_batch_size": 8, "max_length": 64,
+                  "logging_steps": 1, "save_strategy": "no"},
+        "lora": {"r": 16, "alpha": 32},
+        "eval": {"n": 0},
+    })
+    summary = sft.main(recipe)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
+    return {"method": method, "baseline_mb": baseline, "peak_mb": peak, "own_mb": peak - baseline,
+            "trainable": summary["parameters"]["trainable"], "total": summary["parameters"]["total"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--one", choices=METHODS, help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print("RESULT " + json.dumps(one(args.one, args.model_dir, args.work)))
+        return
+
+    from ftkit.scratch import build_scratch
+
+    with tempfile.TemporaryDirectory() as work:
+        model_dir = str(build_scratch("gpt2-124m", Path(work) / "gpt2-124m"))
+        results = {}
+        for method in METHODS:
+            done = subprocess.run(
+                [sys.executable, __file__, "--one", method, "--model-dir", model_dir, "--work", work],
+                capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            )
+            line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+            if line is None:
+                sys.exit(f"{method} failed:\n{done.stderr[-3000:]}")
+            results[method] = json.loads(line.removeprefix("RESULT "))
+
+    full = results["full"]["own_mb"]
+    print(f"GPT-2 124M shape, {STEPS} steps, batch 8, sequences <= 64 tokens, CPU")
+    print(f"{'method':<8}{'trainable':>14}{'peak RSS':>12}{'baseline':>11}{'own peak':>11}{'vs full':>9}")
+    for method, r in results.items():
+        print(f"{method:<8}{r['trainable']:>14,}{r['peak_mb']:>10.0f}MB{r['baseline_mb']:>9.0f}MB"
+              f"{r['own_mb']:>9.0f}MB{r['own_mb'] / full:>9.1%}")
+    lora, qlora = results["lora"]["own_mb"] / full, results["qlora"]["own_mb"] / full
+    print(f"target LoRA <= 50% of full: {'met' if lora <= 0.5 else 'NOT met'} ({lora:.1%}); "
+          f"QLoRA <= 35%: {'met' if qlora <= 0.35 else 'NOT met'} ({qlora:.1%})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""The `ftkit` command.
+
+    ftkit sft recipes/gpt2_math.yaml                       # fine-tune (full, LoRA or QLoRA) from a recipe
+    ftkit eval --gym arithmetic --model runs/gpt2_math/model
+    ftkit export runs/gpt2_math_lora/adapter runs/gpt2_math_lora/merged
+
+Mistakes in what the user typed or pointed at (a recipe key, a file, a gym id) are reported as one line
+and exit code 2; the traceback is kept for ftkit's own bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from ftkit.errors import FtkitError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (argparse prints the whole usage block first)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ftkit", description="Fine-tune language models and train them with RL on text gyms.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sft = sub.add_parser("sft", help="supervised fine-tuning from a recipe",
+                         description="Fine-tune from a YAML recipe: ftkit sft recipes/gpt2_math.yaml method=lora")
+    sft.add_argument("recipe", help="YAML recipe, e.g. recipes/gpt2_math.yaml")
+    sft.add_argument("overrides", nargs="*", help="dotted overrides: train.learning_rate=1e-4 method=lora")
+    sft.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    sft.add_argument("--overwrite", action="store_true", help="replace an earlier run in the same folder")
+    sft.set_defaults(func=_cmd_sft)
+
+    ev = sub.add_parser("eval", help="held-out accuracy of a model on a gym",
+                        description="Score a model on held-out gym problems: ftkit eval --gym arithmetic "
+                                    "--model runs/gpt2_math/model")
+    ev.add_argument("--gym", required=True, help="gym id or short name, e.g. arithmetic")
+    ev.add_argument("--model", required=True, help="model folder (or LoRA adapter folder, or hub id)")
+    ev.add_argument("gym_args", nargs="*", help="gym arguments as key=value, e.g. digits=4 answer_format=reversed")
+    ev.add_argument("--n", type=int, default=500, help="number of held-out problems (default 500)")
+    ev.add_argument("--seed", type=int, default=None, help="seed of the problems (default: the run's eval seed)")
+    ev.add_argument("--batch-size", type=int, default=128)
+    ev.add_argument("--max-new-tokens", type=int, default=16)
+    ev.add_argument("--samples", type=int, default=10, help="sample generations to show")
+    ev.add_argument("--output", help="also write the results as JSON to this file")
+    ev.set_defaults(func=_cmd_eval)
+
+    ex = sub.add_parser("export", help="merge a LoRA adapter into a plain model folder",
+                        description="ftkit export runs/gpt2_math_lora/adapter runs/gpt2_math_lora/merged")
+    ex.add_argument("adapter", help="adapter folder written by a LoRA/QLoRA run")
+    ex.add_argument("out", help="where to write the merged model")
+    ex.set_defaults(func=_cmd_export)
+    return parser
+
+
+def _cmd_sft(args: argparse.Namespace) -> int:
+    from ftkit import sft
+    from ftkit.config import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    summary = sft.main(recipe, resume=args.resume, overwrite=args.overwrite)
+    return 0 if summary else 1
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from ftkit.evaluate import run_eval
+
+    return run_eval(args)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from ftkit.export import merge_adapter
+
+    out = merge_adapter(Path(args.adapter), Path(args.out))
+    print(f"merged model written to {out}")
+    return 0
+
+
+def quiet_libraries() -> None:
+    """Keep the libraries' chatter (download bars, advisory warnings) out of the user's way."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DATASETS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    import logging
+
+    for name in ("bitsandbytes", "accelerate", "peft", "trl", "datasets", "transformers"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    quiet_libraries()
+    try:
+        return args.func(args)
+    except FtkitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted; `--resume` continues from the last checkpoint", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,366 @@
+"""Supervised fine-tuning (full, LoRA, QLoRA) through TRL's SFTTrainer, from a YAML recipe.
+
+    ftkit sft recipes/gpt2_math.yaml
+    ftkit sft recipes/gpt2_math.yaml method=lora train.learning_rate=1e-4 output_dir=runs/lora_try
+
+The run follows a fixed shape: set up the run folder, the model, the data and the trainer; train;
+save the model; evaluate on held-out problems; write curves and summary. Each step is a small method,
+so reading `SFTRun.run()` top to bottom is reading what fine-tuning is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from ftkit import callbacks
+from ftkit.config import Recipe, recipe_to_yaml
+from ftkit.errors import ConfigError, DataError, TrainingError
+from ftkit.evaluate import EvalResult, generate, heldout_problems, samples_markdown, score_completions
+from ftkit.models import (
+    ResolvedModel,
+    count_parameters,
+    load_model,
+    load_tokenizer,
+    lora_config,
+    resolve_model,
+)
+from ftkit.plots import plot_run
+from ftkit.runs import MetricsLog, environment_info, prepare_run_dir, write_json_atomic, write_text_atomic
+
+# Written into the model folder so that `ftkit eval` can find the task and skip the training problems.
+TRAINING_DATA_FILE = "ftkit_training_data.json"
+
+
+def main(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Run a recipe end to end; returns the summary (also written to summary.json)."""
+    return SFTRun(recipe, resume=resume, overwrite=overwrite).run()
+
+
+class SFTRun:
+    def __init__(self, recipe: Recipe, *, resume: bool = False, overwrite: bool = False,
+                 console: Console | None = None):
+        self.recipe = recipe
+        self.resume = resume
+        self.overwrite = overwrite
+        self.run_dir = recipe.run_dir
+        # soft_wrap: a long line stays one line in logs and pipes (rich wraps at 80 columns otherwise)
+        self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+
+    def run(self) -> dict[str, Any]:
+        self._setup_data()  # first: a bad dataset should not leave an empty run folder behind
+        self._setup_run_dir()
+        try:
+            self._setup_model()
+            self._setup_trainer()
+        except Exception:
+            if not self.resume:  # nothing was trained yet: leave no half-made run folder behind
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
+        self._announce()
+        self.train()
+        self.save_model()
+        result = self.evaluate()
+        return self.write_report(result)
+
+    # -- setup -------------------------------------------------------------------------------------
+
+    def _setup_run_dir(self) -> None:
+        prepare_run_dir(self.run_dir, resume=self.resume, overwrite=self.overwrite)
+        write_text_atomic(self.run_dir / "recipe.yaml", recipe_to_yaml(self.recipe))
+        write_json_atomic(self.run_dir / "env.json", environment_info())
+
+    def _setup_model(self) -> None:
+        cfg = self.recipe.model
+        self.resolved: ResolvedModel = resolve_model(cfg, self.run_dir, seed=self.recipe.seed)
+        self.tokenizer = load_tokenizer(self.resolved.path, cfg)
+        self.model = load_model(self.resolved.path, cfg, self.recipe.method, self.recipe.quantization)
+        self.peft_config = lora_config(self.recipe.lora) if self.recipe.method in ("lora", "qlora") else None
+
+    def _setup_data(self) -> None:
+        data = self.recipe.data
+        if data.gym is not None:
+            records = _gym_training_records(self.recipe)
+            self.train_dataset = _dataset([{"prompt": r["prompt"], "completion": r["completion"]} for r in records])
+            self.train_prompts = {r["prompt"] for r in records}
+        else:
+            self.train_dataset = _file_dataset(data.path, data)
+            self.train_prompts = set(self.train_dataset["prompt"]) if "prompt" in self.train_dataset.column_names else set()
+        self.eval_dataset = _file_dataset(data.eval_path, data) if data.eval_path else None
+        self.eval_gym, self.eval_gym_kwargs = _eval_task(self.recipe)
+        self.heldout = []
+        if self.eval_gym and self.recipe.eval.n > 0:
+            self.heldout = heldout_problems(self.eval_gym, self.eval_gym_kwargs, self.recipe.eval.n,
+                                            self.recipe.eval.seed, exclude_prompts=self.train_prompts)
+
+    def _setup_trainer(self) -> None:
+        from trl import SFTTrainer
+
+        args = self._sft_config()
+        extra_callbacks = [callbacks.ProgressCallback(self.console), callbacks.MetricsCallback(self.metrics),
+                           callbacks.NanGuard()]
+        if self.recipe.eval.every_steps and self.heldout:
+            extra_callbacks.append(callbacks.HeldoutAccuracyCallback(
+                self.recipe.eval.every_steps, self._quick_heldout_accuracy, self.metrics))
+        self.trainer = SFTTrainer(
+            model=self.model,
+            args=args,
+            train_dataset=self.train_dataset,
+            eval_dataset=self.eval_dataset,
+            processing_class=self.tokenizer,
+            peft_config=self.peft_config,
+            callbacks=extra_callbacks,
+        )
+        # With disable_tqdm, transformers prints every log dict; ftkit's progress bar replaces it.
+        from transformers.trainer_callback import PrinterCallback
+
+        self.trainer.remove_callback(PrinterCallback)
+        trainable, total = count_parameters(self.trainer.model)
+        self.params = {"trainable": trainable, "total": total}
+
+    def _announce(self) -> None:
+        """What is about to happen, once everything has been checked."""
+        c, resolved = self.console, self.resolved
+        c.print(f"run folder: {self.run_dir}")
+        if resolved.is_fallback:
+            c.print(f"[bold yellow]FALLBACK:[/] {resolved.fallback_reason}; training {resolved.used} "
+                    f"instead of {resolved.spec} with the fallback's settings (recorded in summary.json)")
+        c.print(f"model: {resolved.used} ({self.params['total'] / 1e6:.2f}M parameters, "
+                f"{self.params['trainable'] / 1e6:.2f}M trainable, method {self.recipe.method})")
+        c.print(f"data: {len(self.train_dataset):,} training examples"
+                + (f", {len(self.heldout):,} held-out problems from {self.eval_gym}" if self.heldout else ""))
+
+    def _sft_config(self):
+        """TRL's SFTConfig: ftkit's defaults, then the recipe's `train:`, then the fallback's overrides."""
+        import torch
+        from trl import SFTConfig
+
+        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        data = self.recipe.data
+        defaults: dict[str, Any] = {
+            "output_dir": str(self.run_dir / "checkpoints"),
+            "seed": self.recipe.seed,
+            "bf16": bf16,  # TRL defaults to bf16=True, which CPUs run slowly or not at all
+            "use_cpu": not torch.cuda.is_available(),
+            "report_to": "none",
+            "disable_tqdm": True,  # ftkit's own progress bar shows loss and tokens/s
+            "logging_steps": 10,
+            "logging_first_step": True,
+            "save_strategy": "steps",
+            "save_steps": 500,
+            "save_total_limit": 2,
+            # TRL turns activation checkpointing on by default: ~30% slower, and small models don't need it.
+            "activation_checkpointing": False,
+            "dataloader_num_workers": 0,
+            "completion_only_loss": data.completion_only_loss,
+        }
+        if self._is_conversational():
+            defaults["completion_only_loss"] = None
+            defaults["assistant_only_loss"] = data.completion_only_loss
+        args = {**defaults, **self.recipe.train, **self.resolved.train_overrides}
+        if "gradient_checkpointing" in args:  # transformers' old name; the new one would silently win
+            args["activation_checkpointing"] = args.pop("gradient_checkpointing")
+        self.effective_train_args = {k: v for k, v in args.items() if k != "output_dir"}
+        try:
+            return SFTConfig(**args)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"train: {str(exc).splitlines()[0]}") from None
+
+    def _is_conversational(self) -> bool:
+        return "messages" in self.train_dataset.column_names
+
+    # -- train -------------------------------------------------------------------------------------
+
+    def train(self) -> None:
+        checkpoint = None
+        if self.resume:
+            checkpoint = last_complete_checkpoint(self.run_dir / "checkpoints")
+            if checkpoint is None:
+                raise TrainingError(f"--resume: no complete checkpoint in {self.run_dir / 'checkpoints'}; "
+                                    "run again without --resume (and with --overwrite) to start over")
+            step = _checkpoint_step(checkpoint)
+            self.metrics.truncate_after(step)
+            self.console.print(f"resuming from {checkpoint} (step {step})")
+        started = time.perf_counter()
+        output = self.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        self.train_metrics = dict(output.metrics)
+        self.train_metrics["wall_time_s"] = time.perf_counter() - started
+
+    # -- save --------------------------------------------------------------------------------------
+
+    def save_model(self) -> None:
+        """Save the trained model as a standard Hugging Face folder (adapters too, for LoRA/QLoRA).
+
+        Each folder is written beside its final place and renamed into it, so a kill during the save
+        leaves the previous version (or nothing), never a half-written model.
+        """
+        model = self.trainer.model
+        self.model_dir = self.run_dir / "model"
+        if self.peft_config is None:
+            _save_atomic(self.model_dir, lambda d: (model.save_pretrained(d), self.tokenizer.save_pretrained(d)))
+        else:
+            self.model_dir = self.run_dir / "adapter"
+            _save_atomic(self.model_dir, lambda d: (model.save_pretrained(d), self.tokenizer.save_pretrained(d)))
+            if self.recipe.merge_adapter:
+                from ftkit.export import merge_adapter
+
+                merge_adapter(self.model_dir, self.run_dir / "merged")
+                self.console.print(f"merged LoRA into a plain model folder: {self.run_dir / 'merged'}")
+        write_json_atomic(self.model_dir / TRAINING_DATA_FILE, self._training_data_info())
+
+    def _training_data_info(self) -> dict[str, Any]:
+        data = self.recipe.data
+        return {"gym": data.gym, "gym_kwargs": data.gym_kwargs, "train_seed": data.train_seed,
+                "train_size": data.train_size, "path": data.path, "eval_seed": self.recipe.eval.seed}
+
+    # -- evaluate ----------------------------------------------------------------------------------
+
+    def evaluate(self) -> EvalResult | None:
+        if not self.heldout:
+            return None
+        ev = self.recipe.eval
+        completions = generate(self.trainer.model, self.tokenizer, [p["prompt"] for p in self.heldout],
+                               max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
+        result = score_completions(self.eval_gym, self.eval_gym_kwargs, self.heldout, completions, ev.samples)
+        write_json_atomic(self.run_dir / "eval.json", result.to_dict())
+        write_text_atomic(self.run_dir / "samples.md", samples_markdown(result))
+        self.metrics.append({"step": self.trainer.state.global_step, "heldout_accuracy": result.accuracy})
+        return result
+
+    def _quick_heldout_accuracy(self, model) -> float:
+        ev = self.recipe.eval
+        problems = self.heldout[: ev.during_training_n]
+        completions = generate(model, self.tokenizer, [p["prompt"] for p in problems],
+                               max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
+        return score_completions(self.eval_gym, self.eval_gym_kwargs, problems, completions, samples=0).accuracy
+
+    # -- report ------------------------------------------------------------------------------------
+
+    def write_report(self, result: EvalResult | None) -> dict[str, Any]:
+        plots = plot_run(self.run_dir)
+        runtime = float(self.train_metrics.get("train_runtime", 0.0))
+        # non-padding tokens (prompt and completion), as counted by TRL
+        tokens = float(self.train_metrics.get("num_tokens") or _logged_tokens(self.metrics))
+        summary = {
+            "model": self.resolved.used,
+            "requested_model": self.resolved.spec,
+            "fallback_used": self.resolved.is_fallback,
+            "fallback_reason": self.resolved.fallback_reason,
+            "method": self.recipe.method,
+            "eval_accuracy": result.accuracy if result else None,
+            "eval_by_difficulty": result.by_difficulty if result else None,
+            "eval_n": result.n if result else 0,
+            "train_runtime_s": runtime,
+            "train_tokens": tokens,
+            "tokens_per_s": tokens / runtime if runtime else None,
+            "train_loss": self.train_metrics.get("train_loss"),
+            "steps": self.trainer.state.global_step,
+            "parameters": self.params,
+            "train_args": self.effective_train_args,
+            "model_dir": str(self.model_dir),
+            "plots": [str(p) for p in plots],
+            "resumed": self.resume,
+        }
+        write_json_atomic(self.run_dir / "summary.json", summary)
+        self._print_summary(summary, result)
+        return summary
+
+    def _print_summary(self, summary: dict[str, Any], result: EvalResult | None) -> None:
+        c = self.console
+        if result is not None:
+            c.print(f"held-out accuracy: [bold]{result.accuracy:.1%}[/] ({result.correct}/{result.n})")
+            for key, g in result.by_difficulty.items():
+                c.print(f"  {key:<24} {g['accuracy']:.1%} ({g['correct']}/{g['n']})")
+        tps = summary["tokens_per_s"]
+        c.print(f"trained {summary['steps']} steps in {summary['train_runtime_s']:.0f}s"
+                + (f" ({tps:,.0f} tokens/s)" if tps else ""))
+        c.print(f"model: {summary['model_dir']}   curves: {', '.join(summary['plots'])}")
+        c.print(f"run folder: {self.run_dir}  (summary.json, metrics.jsonl, samples.md)")
+
+
+# ---------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _gym_training_records(recipe: Recipe) -> list[dict[str, Any]]:
+    from data_tools.gym_data import gym_examples
+
+    data = recipe.data
+    if data.train_seed == recipe.eval.seed and (recipe.eval.gym in (None, data.gym)):
+        raise ConfigError(f"data.train_seed and eval.seed are both {data.train_seed}: give the held-out "
+                          "problems a seed of their own")
+    return gym_examples(data.gym, data.train_size, data.train_seed, env_kwargs=data.gym_kwargs)
+
+
+def _eval_task(recipe: Recipe) -> tuple[str | None, dict[str, Any]]:
+    ev, data = recipe.eval, recipe.data
+    gym = ev.gym or data.gym
+    kwargs = ev.gym_kwargs if ev.gym_kwargs is not None else (data.gym_kwargs if gym == data.gym else {})
+    return gym, kwargs
+
+
+def _dataset(rows: list[dict[str, Any]]):
+    from datasets import Dataset
+
+    if not rows:
+        raise DataError("the training set is empty")
+    return Dataset.from_list(rows)
+
+
+def _file_dataset(path: str, data):
+    from data_tools.formats import to_sft_dataset
+    from data_tools.readers import load_records
+
+    return to_sft_dataset(load_records(path), format=data.format, prompt_field=data.prompt_field,
+                          completion_field=data.completion_field, messages_field=data.messages_field,
+                          text_field=data.text_field)
+
+
+def _save_atomic(final: Path, write) -> None:
+    staging = final.with_name(f".{final.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    write(staging)
+    old = final.with_name(f".{final.name}.old")
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(staging, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def last_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint whose trainer_state.json is whole.
+
+    transformers writes a checkpoint's files in place and trainer_state.json last, so a checkpoint
+    killed halfway lacks it (or holds a truncated one): such a folder is skipped, and the one before
+    it is used. That makes each checkpoint all-or-nothing for resuming.
+    """
+    if not folder.is_dir():
+        return None
+    candidates = sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                        key=_checkpoint_step, reverse=True)
+    for path in candidates:
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+            return path
+        except (OSError, ValueError):
+            print(f"skipping incomplete checkpoint {path}", file=sys.stderr)
+    return None
+
+
+def _checkpoint_step(path: Path) -> int:
+    return int(path.name.split("-")[-1])
+
+
+def _logged_tokens(metrics: MetricsLog) -> float:
+    counts = [r["num_tokens"] for r in metrics.read() if isinstance(r.get("num_tokens"), (int, float))]
+    return float(max(counts)) if counts else 0.0

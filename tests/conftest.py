@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny recipes that train in seconds on a CPU, offline."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Never wait for the network in tests: the hub is unreachable on CI machines anyway.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def tiny_recipe_dict(tmp_path, **sections) -> dict:
+    """A recipe that trains scratch:tiny for a few steps on 2-digit addition."""
+    recipe = {
+        "name": "tiny",
+        "output_dir": str(tmp_path / "run"),
+        "method": "full",
+        "model": {"name": "scratch:tiny"},
+        "data": {"gym": "arithmetic", "gym_kwargs": {"digits": 2}, "train_size": 64, "train_seed": 0},
+        "train": {"max_steps": 4, "per_device_train_batch_size": 8, "learning_rate": 1e-3,
+                  "logging_steps": 1, "save_steps": 2, "max_length": 32},
+        "eval": {"n": 16, "seed": 1, "max_new_tokens": 4, "samples": 4},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(recipe.get(key), dict):
+            recipe[key] = {**recipe[key], **value}
+        else:
+            recipe[key] = value
+    return recipe
+
+
+@pytest.fixture
+def tiny_recipe(tmp_path):
+    def make(**sections):
+        return tiny_recipe_dict(tmp_path, **sections)
+
+    return make

@@ -1,0 +1,102 @@
+"""Recipes: loading, dotted overrides, and one-line errors for unknown keys, wrong types and ranges."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ftkit.config import load_recipe, parse_key_values, recipe_to_yaml, validate_recipe
+from ftkit.errors import ConfigError
+
+RECIPES = sorted(Path(__file__).resolve().parents[1].joinpath("recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_every_shipped_recipe_loads_and_opens_with_its_command(path):
+    recipe = load_recipe(path)
+    first_line = path.read_text().splitlines()[0]
+    assert first_line == f"# ftkit sft recipes/{path.name}"
+    assert recipe.name
+    assert "example override" in path.read_text().splitlines()[1]
+
+
+def test_overrides_are_typed_and_merged(tiny_recipe, tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe()))
+    recipe = load_recipe(path, ["method=lora", "train.learning_rate=1e-4", "output_dir=/tmp/x",
+                                "data.gym_kwargs.ops=[+,-]", "lora.r=4"])
+    assert recipe.method == "lora"
+    assert recipe.train["learning_rate"] == pytest.approx(1e-4)
+    assert isinstance(recipe.train["learning_rate"], float)
+    assert recipe.run_dir == Path("/tmp/x")
+    assert recipe.data.gym_kwargs["ops"] == ["+", "-"]
+    assert recipe.lora.r == 4
+    assert recipe.train["max_steps"] == 4  # untouched keys survive the merge
+
+
+def test_resolved_recipe_round_trips(tiny_recipe):
+    recipe = validate_recipe(tiny_recipe())
+    again = validate_recipe(yaml.safe_load(recipe_to_yaml(recipe)))
+    assert again == recipe
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"trian": {}}, 'unknown recipe key "trian" (did you mean "train"?)'),
+        ({"train": {"learning_rat": 1e-3}}, 'unknown recipe key "train.learning_rat" (did you mean "learning_rate"?)'),
+        ({"lora": {"rank": 8}}, 'unknown recipe key "lora.rank"'),
+        ({"model": {"nmae": "gpt2"}}, 'unknown recipe key "model.nmae" (did you mean "name"?)'),
+        ({"train": {"learning_rate": "fast"}}, 'recipe key "train.learning_rate": expected float'),
+        ({"train": {"learning_rate": -1}}, 'recipe key "train.learning_rate": must be > 0'),
+        ({"train": {"per_device_train_batch_size": 0}}, '"train.per_device_train_batch_size": must be > 0'),
+        ({"method": "lorra"}, 'recipe key "method"'),
+        ({"data": {"train_size": 0}}, 'recipe key "data.train_size"'),
+        ({"data": {"gym": "arithmetic", "path": "x.jsonl"}}, "set exactly one of data.gym"),
+        ({"lora": {"dropout": 1.5}}, 'recipe key "lora.dropout"'),
+        ({"train": {"output_dir": "x"}}, "set the top-level output_dir instead"),
+        ({"eval": {"n": "many"}}, 'recipe key "eval.n"'),
+    ],
+)
+def test_bad_recipes_get_one_line_naming_the_key(tiny_recipe, change, expected):
+    raw = tiny_recipe()
+    for key, value in change.items():
+        raw[key] = {**raw[key], **value} if isinstance(value, dict) and key in raw and key != "lora" else value
+    with pytest.raises(ConfigError) as info:
+        validate_recipe(raw)
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_fallback_train_section_is_checked_too(tiny_recipe):
+    raw = tiny_recipe(model={"name": "gpt2", "fallback": {"name": "scratch:tiny", "train": {"num_epochs": 3}}})
+    with pytest.raises(ConfigError, match=r'model\.fallback\.train\.num_epochs.*did you mean "num_train_epochs"'):
+        validate_recipe(raw)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="no such recipe file"):
+        load_recipe(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmodel: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml:\d+: not valid YAML"):
+        load_recipe(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="YAML mapping"):
+        load_recipe(listy)
+
+
+def test_overrides_must_be_key_value(tiny_recipe, tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe()))
+    with pytest.raises(ConfigError, match='"lora" is not key=value'):
+        load_recipe(path, ["lora"])
+
+
+def test_parse_key_values_types_values():
+    assert parse_key_values(["digits=4", "ops=[+,-]", "answer_format=reversed"]) == {
+        "digits": 4, "ops": ["+", "-"], "answer_format": "reversed"}
