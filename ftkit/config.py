@@ -59,8 +59,8 @@ class QuantizationSection(Section):
     bits: Literal[4, 8] = Field(4, description="4 (NF4/FP4, QLoRA) or 8 (LLM.int8) bit base weights.")
     quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type; NF4 is QLoRA's.")
     double_quant: bool = Field(True, description="Quantise the quantisation constants too (saves ~0.4 bit/param).")
-    compute_dtype: Literal["float32", "bfloat16", "float16"] = Field(
-        "float32", description="Dtype the 4-bit weights are dequantised to for matmuls."
+    compute_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Dtype 4-bit weights are dequantised to for matmuls; auto: bf16 on GPU, else fp32."
     )
 
 

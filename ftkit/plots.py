@@ -30,7 +30,7 @@ def _plot(path: Path, title: str, ylabel: str, curves: dict[str, tuple[list[floa
     for label, (x, y) in curves.items():
         ax.plot(x, y, marker="o" if len(x) < 30 else None, markersize=3, label=label)
     ax.set(title=title, xlabel="step", ylabel=ylabel)
-    if logy:
+    if logy and all(v > 0 for _, ys in curves.values() for v in ys):
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()

@@ -154,6 +154,8 @@ class SFTRun:
             "disable_tqdm": True,  # ftkit's own progress bar shows loss and tokens/s
             "logging_steps": 10,
             "logging_first_step": True,
+            # transformers hides NaN/inf losses from the logs by default; ftkit wants to see them and stop.
+            "logging_nan_inf_filter": False,
             "save_strategy": "steps",
             "save_steps": 500,
             "save_total_limit": 2,
@@ -162,6 +164,8 @@ class SFTRun:
             "dataloader_num_workers": 0,
             "completion_only_loss": data.completion_only_loss,
         }
+        if self.eval_dataset is not None:  # a held-out file: log its loss beside the training loss
+            defaults.update(eval_strategy="steps", eval_steps=self.recipe.train.get("save_steps", 500))
         if self._is_conversational():
             defaults["completion_only_loss"] = None
             defaults["assistant_only_loss"] = data.completion_only_loss

@@ -62,3 +62,17 @@ def test_unreachable_hub_model_falls_back_and_says_why(tmp_path, monkeypatch):
     assert resolved.train_overrides == {"learning_rate": 1e-3}
     with pytest.raises(ModelError, match='"gpt2" is not in the local cache'):
         resolve_model(ModelConfig(name="gpt2"), tmp_path)
+
+
+def test_fused_gelu_swap_keeps_outputs_and_the_saved_config(tmp_path):
+    import torch
+
+    from ftkit.models import use_fused_gelu
+
+    out = build_scratch("tiny", tmp_path / "tiny")
+    model = AutoModelForCausalLM.from_pretrained(out)
+    ids = torch.randint(0, 256, (2, 12))
+    before = model(ids).logits
+    assert use_fused_gelu(model) == 4  # one per block
+    torch.testing.assert_close(model(ids).logits, before, atol=1e-5, rtol=1e-5)
+    assert model.config.activation_function == "gelu_new"  # saved models stay standard GPT-2

@@ -126,3 +126,27 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_recipe, tmp_path):
     # Records past the checkpoint were dropped on resume and logged again: no step twice, none missing.
     assert loss_steps == sorted(set(loss_steps)), loss_steps
     assert loss_steps[-1] == 60 and 5 in loss_steps
+
+
+def _file_recipe(tiny_recipe, path, **data):
+    raw = tiny_recipe(eval={"n": 0})
+    raw["data"] = {"path": str(path), **data}
+    return raw
+
+
+def test_trains_from_a_jsonl_file_in_both_formats(tiny_recipe, tmp_path):
+    rows = [{"q": f"{i}+{i}=", "a": str(2 * i)} for i in range(20)]
+    pc = tmp_path / "pc.jsonl"
+    pc.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary, _ = _run(_file_recipe(tiny_recipe, pc, prompt_field="q", completion_field="a"))
+    assert summary["steps"] == 4 and torch.isfinite(torch.tensor(summary["train_loss"]))
+
+    chat = tmp_path / "chat.jsonl"
+    chat.write_text("".join(json.dumps({"messages": [{"role": "user", "content": r["q"]},
+                                                    {"role": "assistant", "content": r["a"]}]}) + "\n"
+                            for r in rows))
+    raw = _file_recipe(tiny_recipe, chat)
+    raw["output_dir"] = str(tmp_path / "chat-run")
+    summary, _ = _run(raw)
+    assert summary["train_args"]["assistant_only_loss"] is True
+    assert torch.isfinite(torch.tensor(summary["train_loss"]))
