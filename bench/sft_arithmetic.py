@@ -28,13 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_one(size: int, fmt: str, steps: int | None, work: Path, threads: int) -> dict:
+def run_one(size: int, fmt: str, steps: int, work: Path, threads: int) -> dict:
     out = work / f"{fmt}-{size}"
     cmd = [sys.executable, "-m", "ftkit", "sft", str(ROOT / "recipes" / "gpt2_math.yaml"),
            f"output_dir={out}", f"data.train_size={size}", f"data.gym_kwargs.answer_format={fmt}",
-           "eval.n=1000", "eval.every_steps=null"]
-    if steps:
-        cmd.append(f"model.fallback.train.max_steps={steps}")
+           "eval.n=1000", "eval.every_steps=null", f"model.fallback.train.max_steps={steps}"]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
     started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
@@ -46,14 +44,27 @@ def run_one(size: int, fmt: str, steps: int | None, work: Path, threads: int) ->
             "train_s": summary["train_runtime_s"], "steps": summary["steps"], "model": summary["model"]}
 
 
+def recipe_steps() -> int:
+    """Optimizer steps of the flagship recipe's fallback run: epochs x examples / batch."""
+    import math
+
+    from ftkit.config import load_recipe
+
+    recipe = load_recipe(ROOT / "recipes" / "gpt2_math.yaml")
+    train = {**recipe.train, **recipe.model.fallback.train}
+    return math.ceil(recipe.data.train_size / train["per_device_train_batch_size"]) * int(train["num_train_epochs"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 2500, 5000, 10000])
     parser.add_argument("--formats", nargs="+", default=["reversed", "plain"], choices=["reversed", "plain"])
-    parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default: the recipe's)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="optimizer steps per run (default: what the recipe takes on its own data size)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time; each gets cores/jobs threads")
     args = parser.parse_args()
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    args.steps = args.steps or recipe_steps()
     jobs = [(size, fmt) for fmt in args.formats for size in args.sizes]
     with tempfile.TemporaryDirectory() as work, ThreadPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(run_one, size, fmt, args.steps, Path(work), threads) for size, fmt in jobs]
