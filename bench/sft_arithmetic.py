@@ -56,6 +56,9 @@ def recipe_steps() -> int:
 
 
 def main() -> None:
+    from ftkit.cli import quiet_libraries
+
+    quiet_libraries()  # the libraries' advisory chatter would bury the figures
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 2500, 5000, 10000])
     parser.add_argument("--formats", nargs="+", default=["reversed", "plain"], choices=["reversed", "plain"])

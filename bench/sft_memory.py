@@ -61,6 +61,9 @@ def one(method: str, model_dir: str, work: str) -> dict:
 
 
 def main() -> None:
+    from ftkit.cli import quiet_libraries
+
+    quiet_libraries()  # the libraries' advisory chatter would bury the figures
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--one", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)

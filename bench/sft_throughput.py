@@ -63,6 +63,9 @@ def ftkit_sft(model_dir: str, out: str, steps: int) -> tuple[float, float]:
 
 
 def main() -> None:
+    from ftkit.cli import quiet_libraries
+
+    quiet_libraries()  # the libraries' advisory chatter would bury the figures
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)

@@ -23,6 +23,9 @@ def adapter_base(adapter_dir: Path) -> str:
     base = json.loads(config_file.read_text()).get("base_model_name_or_path")
     if not base:
         raise ModelError(f"{config_file} does not say which base model the adapter belongs to")
+    beside = adapter_dir.parent / "base_model"  # an ftkit run folder that was moved keeps its base here
+    if not Path(base).exists() and (beside / "config.json").is_file():
+        return str(beside)
     return base
 
 

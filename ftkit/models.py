@@ -67,14 +67,15 @@ def _locate(cfg: ModelConfig, work_dir: Path, seed: int) -> str:
         out = work_dir / "base_model"
         if not (out / "config.json").is_file():
             build_scratch(name.removeprefix(SCRATCH_PREFIX), out, seed=seed)
-        return str(out)
+        # Absolute, because LoRA adapters record this path as their base model.
+        return str(out.resolve())
     if not _is_hub_id(name):
         folder = Path(name).expanduser()
         if not folder.is_dir():
             raise ModelError(f"no such model folder: {name}{_which_run_makes(folder)}")
         if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
             raise ModelError(f"{name} is not a model folder (no config.json or adapter_config.json in it)")
-        return str(folder)
+        return str(folder.resolve())
     _fetch_config(cfg)
     return name
 

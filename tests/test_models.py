@@ -43,7 +43,7 @@ def test_resolve_scratch_local_and_errors(tmp_path):
     assert resolved.used == "scratch:tiny" and not resolved.is_fallback
     assert (tmp_path / "run" / "base_model" / "config.json").is_file()
     local = resolve_model(str(tmp_path / "run" / "base_model"), tmp_path / "other")
-    assert local.path == str(tmp_path / "run" / "base_model")
+    assert local.path == str((tmp_path / "run" / "base_model").resolve())
     with pytest.raises(ModelError, match=r'unknown scratch preset "scratch:tiyn" \(did you mean "tiny"\?\)'):
         resolve_model("scratch:tiyn", tmp_path)
     with pytest.raises(ModelError, match="no such model folder"):

@@ -62,6 +62,13 @@ def test_adapter_methods_train_only_adapters(tiny_recipe, method, bits):
     lora_b = [t for k, t in adapter.items() if "lora_B" in k]
     assert lora_b and any(t.abs().sum() > 0 for t in lora_b), "LoRA B starts at zero; training must move it"
     merged = AutoModelForCausalLM.from_pretrained(run_dir / "merged")  # a plain model, no peft needed
+    if method == "lora":  # the same merge from the command line
+        from ftkit.cli import main
+
+        assert main(["export", str(run_dir / "adapter"), str(run_dir / "exported")]) == 0
+        exported = AutoModelForCausalLM.from_pretrained(run_dir / "exported")
+        for key, value in merged.state_dict().items():
+            torch.testing.assert_close(exported.state_dict()[key], value)
     base = AutoModelForCausalLM.from_pretrained(run_dir / "base_model")
     merged_sd, base_sd = merged.state_dict(), base.state_dict()
     assert any(not torch.allclose(merged_sd[k], base_sd[k]) for k in base_sd if k.endswith("c_attn.weight"))
