@@ -24,3 +24,30 @@ register_gym(
     short_name="arithmetic",
     description="integer +, -, * with a chosen number of digits; answers plain or digit-reversed",
 )
+register_gym(
+    "ftkit/Countdown-v0",
+    "gyms.countdown:CountdownEnv",
+    short_name="countdown",
+    description="reach a target from given numbers with + - * / (each number at most once)",
+)
+register_gym(
+    "ftkit/GuessNumber-v0",
+    "gyms.guess_number:GuessNumberEnv",
+    short_name="guess_number",
+    description="find a hidden number from 'higher' / 'lower' feedback in few guesses (multi-turn)",
+    multi_turn=True,
+)
+register_gym(
+    "ftkit/Wordle-v0",
+    "gyms.wordle:WordleEnv",
+    short_name="wordle",
+    description="find a hidden five-letter word from per-letter feedback in six guesses (multi-turn)",
+    multi_turn=True,
+)
+register_gym(
+    "ftkit/Calculator-v0",
+    "gyms.calculator:CalculatorEnv",
+    short_name="calculator",
+    description="word problems with a calculator tool: calc: <expression>, then answer: <n> (multi-turn)",
+    multi_turn=True,
+)

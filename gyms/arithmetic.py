@@ -1,15 +1,20 @@
-"""Integer arithmetic, one problem per episode: `python -c "import gyms; print(gyms.make('arithmetic').reset(seed=0))"`."""
+"""Integer arithmetic, one problem per episode: `python -c "import gyms; print(gyms.make('arithmetic').reset(seed=0))"`.
+
+With `terms=3` or more a problem is a longer expression whose parentheses follow a random tree shape,
+e.g. `(12+7)*3-4=`: the gym draws the tree, computes its value from the tree with `gyms.safe_math`, and
+writes it out with the parentheses the shape needs; no string is ever evaluated.
+"""
 
 from __future__ import annotations
 
 import operator
 import re
 from collections.abc import Sequence
-from numbers import Integral
 from typing import Any
 
-from ftkit.errors import GymError, did_you_mean
-from gyms.base import TextEnv
+from ftkit.errors import GymError
+from gyms.base import TextEnv, check_range, check_reset_options, check_whole_number
+from gyms.safe_math import BinOp, Expr, Num, evaluate, to_text
 
 OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul}
 OP_ALIASES = {"×": "*", "−": "-"}  # the multiplication sign and the Unicode minus, as people type them
@@ -17,7 +22,11 @@ ANSWER_FORMATS = ("plain", "reversed")
 REVERSED_PREFIX = "rev "
 # Operands are drawn with numpy's int64 generator; 18 digits is the most that always fits.
 MAX_DIGITS = 18
-RESET_OPTIONS = ("op", "digits")
+MAX_TERMS = 8
+RESET_OPTIONS = ("op", "digits", "terms")
+# The longest problem: "rev ", MAX_TERMS operands, the operators between them, a pair of parentheses
+# around every operation but the outermost, and "=".
+MAX_PROBLEM_LENGTH = 4 + MAX_TERMS * MAX_DIGITS + (MAX_TERMS - 1) + 2 * (MAX_TERMS - 2) + 1
 
 # ASCII digits only: Python's `\d` also matches full-width and other scripts' digits ("５７９").
 _INTEGER = re.compile(r"-?[0-9]+")
@@ -73,6 +82,12 @@ class ArithmeticEnv(TextEnv):
     operand uniformly among the numbers with exactly d digits; for d = 1 that is 0-9). The operator is
     drawn uniformly from `ops`. Subtraction can give negative results.
 
+    With `terms` = n >= 3 the problem has n operands of d digits, e.g. `(12+7)*3-4=`: the gym draws a
+    random binary tree with n leaves (each split point uniform), an operator from `ops` for each of its
+    n - 1 operations, and writes the tree with the parentheses its shape needs (`gyms.safe_math.to_text`;
+    a right operand of equal precedence keeps its parentheses, `12-(7-3)`). The usual precedence holds:
+    `*` before `+` and `-`.
+
     ## Action Space
 
     Text (printable ASCII, up to 4096 characters): the answer. Only the first line counts, stripped of
@@ -80,7 +95,8 @@ class ArithmeticEnv(TextEnv):
 
     ## Observation Space
 
-    Text (printable ASCII, up to 64 characters): `"123+456="`, `"123-456="`, `"12*34="`. With
+    Text (printable ASCII, up to 168 characters): `"123+456="`, `"123-456="`, `"12*34="`, with
+    `terms=4` `"(12+7)*3-4="`. With
     `answer_format="reversed"` the problem is prefixed with `"rev "` (`"rev 123+456="`), telling the
     player to write the result's digits least-significant first. After the step it is `""`.
 
@@ -98,18 +114,24 @@ class ArithmeticEnv(TextEnv):
     - `ops`: the operators to draw from, any of "+", "-", "*" ("×" and "−" are accepted and mean "*"
       and "-"). Default `("+",)`.
     - `digits`: the digit count of each operand, an int or a `[min, max]` range (1 to 18). Default 3.
+    - `terms`: how many operands, an int or a `[min, max]` range (2 to 8). Default 2. A fixed value
+      draws nothing from the generator, so two-term problems are the same as before `terms` existed.
     - `answer_format`: "plain" or "reversed". Default "plain".
     - `render_mode`: None or "ansi".
 
-    `reset(options={"op": "*", "digits": 5})` pins the operator and/or digit count for one episode
-    (any supported value, inside or outside the constructor's choices: handy to test generalisation).
+    `reset(options={"op": "*", "digits": 5, "terms": 3})` pins the operator (every operator, when
+    there are several), digit count and/or number of terms for one episode (any supported value,
+    inside or outside the constructor's choices: handy to test generalisation).
 
-    Info (reset and step): `answer` and `difficulty` (`{"op": "+", "digits": 3}`); step adds `parsed`
-    (what `parse_answer` read, or None) and `solved`.
+    Info (reset and step): `answer` and `difficulty` (`{"op": "+", "digits": 3}`; with three or more
+    terms `{"op": "+*", "digits": 3, "terms": 4}`, where "op" lists the operators that occur, in the
+    order "+-*"); step adds `parsed` (what `parse_answer` read, or None) and `solved`.
 
     ## Version History
 
-    - v0: initial version.
+    - v0: initial version. Later, still v0 because every default problem is unchanged: `terms` for
+      longer expressions with parentheses, and the observation space's length raised from 64 to 168
+      characters to fit them.
     """
 
     has_oracle = True
@@ -120,13 +142,18 @@ class ArithmeticEnv(TextEnv):
         digits: int | Sequence[int] = 3,
         answer_format: str = "plain",
         render_mode: str | None = None,
+        terms: int | Sequence[int] = 2,
     ) -> None:
-        super().__init__(render_mode=render_mode, max_observation_length=64, max_action_length=4096)
+        super().__init__(
+            render_mode=render_mode, max_observation_length=MAX_PROBLEM_LENGTH, max_action_length=4096
+        )
         self.ops = _check_ops(ops)
-        self.digits = _check_digits(digits)
+        self.digits = check_range(digits, "digits", 1, MAX_DIGITS)
         self.answer_format = _check_answer_format(answer_format)
-        self._op = ""
+        self.terms = check_range(terms, "terms", 2, MAX_TERMS)
+        self._op = ""  # the operator, or with three or more terms the operators that occur
         self._num_digits = 0
+        self._num_terms = 2
         self._answer = ""
 
     def oracle(self) -> str:
@@ -135,11 +162,18 @@ class ArithmeticEnv(TextEnv):
         return self._answer
 
     def _reset(self, options: dict[str, Any]) -> tuple[str, dict]:
-        self._op, self._num_digits = self._choose_difficulty(options)
-        a, b = self._draw_operand(self._num_digits), self._draw_operand(self._num_digits)
-        self._answer = format_answer(OPS[self._op](a, b), self.answer_format)
+        check_reset_options(options, RESET_OPTIONS, "arithmetic")
+        self._num_terms = self._choose_terms(options)
+        if self._num_terms == 2:
+            # The original two-operand problem, drawn exactly as before `terms` existed.
+            self._op, self._num_digits = self._choose_difficulty(options)
+            a, b = self._draw_operand(self._num_digits), self._draw_operand(self._num_digits)
+            value, problem = OPS[self._op](a, b), f"{a}{self._op}{b}"
+        else:
+            value, problem = self._draw_long_problem(options)
+        self._answer = format_answer(value, self.answer_format)
         prefix = REVERSED_PREFIX if self.answer_format == "reversed" else ""
-        obs = f"{prefix}{a}{self._op}{b}="
+        obs = f"{prefix}{problem}="
         return obs, {"answer": self._answer, "difficulty": self._difficulty()}
 
     def _step(self, action: str) -> tuple[str, float, bool, bool, dict]:
@@ -155,21 +189,41 @@ class ArithmeticEnv(TextEnv):
 
     def _choose_difficulty(self, options: dict[str, Any]) -> tuple[str, int]:
         """The episode's operator and digit count: pinned by `options`, else drawn from `np_random`."""
-        for key in options:
-            if key not in RESET_OPTIONS:
-                raise GymError(
-                    f'unknown reset option "{key}"{did_you_mean(key, RESET_OPTIONS)}; '
-                    f"arithmetic takes: {', '.join(RESET_OPTIONS)}"
-                )
+        return self._choose_op(options), self._choose_digits(options)
+
+    def _choose_op(self, options: dict[str, Any]) -> str:
         if "op" in options:
-            op = _check_op(options["op"], "options['op']")
-        else:
-            op = self.ops[int(self.np_random.integers(len(self.ops)))]
+            return _check_op(options["op"], "options['op']")
+        return self.ops[int(self.np_random.integers(len(self.ops)))]
+
+    def _choose_digits(self, options: dict[str, Any]) -> int:
         if "digits" in options:
-            num_digits = _check_digit_option(options["digits"])
-        else:
-            num_digits = int(self.np_random.integers(self.digits[0], self.digits[1] + 1))
-        return op, num_digits
+            return check_whole_number(options["digits"], "options['digits']", 1, MAX_DIGITS)
+        return int(self.np_random.integers(self.digits[0], self.digits[1] + 1))
+
+    def _choose_terms(self, options: dict[str, Any]) -> int:
+        if "terms" in options:
+            return check_whole_number(options["terms"], "options['terms']", 2, MAX_TERMS)
+        low, high = self.terms
+        # Draw only when there is a choice, so that terms=2 consumes no randomness (see the docstring).
+        return low if low == high else int(self.np_random.integers(low, high + 1))
+
+    def _draw_long_problem(self, options: dict[str, Any]) -> tuple[int, str]:
+        """A random expression tree of `self._num_terms` operands: its value and its text."""
+        self._num_digits = self._choose_digits(options)
+        tree = self._draw_tree(self._num_terms, options)
+        text = to_text(tree)
+        self._op = "".join(op for op in OPS if op in text)  # operands are >= 0: every sign is an operator
+        return int(evaluate(tree)), text
+
+    def _draw_tree(self, num_leaves: int, options: dict[str, Any]) -> Expr:
+        """A random binary tree: split the leaves at a uniform point, an operator per split."""
+        if num_leaves == 1:
+            return Num(self._draw_operand(self._num_digits))
+        op = self._choose_op(options)
+        left_leaves = int(self.np_random.integers(1, num_leaves))
+        left = self._draw_tree(left_leaves, options)
+        return BinOp(op, left, self._draw_tree(num_leaves - left_leaves, options))
 
     def _draw_operand(self, num_digits: int) -> int:
         """A uniform number with exactly `num_digits` digits (0-9 for one digit)."""
@@ -178,7 +232,10 @@ class ArithmeticEnv(TextEnv):
         return int(self.np_random.integers(low, 10**num_digits))
 
     def _difficulty(self) -> dict[str, Any]:
-        return {"op": self._op, "digits": self._num_digits}  # a new dict each call: callers keep infos
+        difficulty = {"op": self._op, "digits": self._num_digits}  # a new dict each call: callers keep infos
+        if self._num_terms > 2:
+            difficulty["terms"] = self._num_terms  # two-term problems keep their original difficulty
+        return difficulty
 
 
 # -- argument checks: each error names the argument, the bad value and what is allowed ------------------
@@ -212,30 +269,6 @@ def _check_ops(ops: Any) -> tuple[str, ...]:
         raise GymError(f"ops may only contain {_ALLOWED_OPS}; got {list(ops)!r} (unknown: {unknown!r})")
     # Drop repeats so that the draw stays uniform over distinct operators.
     return tuple(dict.fromkeys(_check_op(op, "ops") for op in ops))
-
-
-def _is_digit_count(value: Any) -> bool:
-    return isinstance(value, Integral) and not isinstance(value, bool) and 1 <= value <= MAX_DIGITS
-
-
-def _check_digits(digits: Any) -> tuple[int, int]:
-    """`digits` as a (min, max) pair: 3 -> (3, 3), [1, 3] -> (1, 3)."""
-    if _is_digit_count(digits):
-        return int(digits), int(digits)
-    pair = list(digits) if isinstance(digits, Sequence) and not isinstance(digits, str) else None
-    if pair is None or len(pair) != 2 or not all(_is_digit_count(d) for d in pair):
-        raise GymError(
-            f"digits must be a whole number from 1 to {MAX_DIGITS} or a [min, max] pair of them; got {digits!r}"
-        )
-    if pair[0] > pair[1]:
-        raise GymError(f"digits [min, max] must have min <= max; got {pair!r}")
-    return int(pair[0]), int(pair[1])
-
-
-def _check_digit_option(value: Any) -> int:
-    if not _is_digit_count(value):
-        raise GymError(f"options['digits'] must be a whole number from 1 to {MAX_DIGITS}; got {value!r}")
-    return int(value)
 
 
 def _check_answer_format(answer_format: Any) -> str:

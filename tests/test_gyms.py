@@ -20,6 +20,7 @@ import gyms
 import gyms.arithmetic
 import gyms.base
 import gyms.registry
+import gyms.safe_math
 from ftkit.errors import GymError
 from gyms.arithmetic import format_answer, parse_answer, score_answer
 
@@ -86,23 +87,79 @@ def test_standard_info_keys(name):
     assert is_flat_simple_dict(info["difficulty"])
 
 
+def total_reward(transcript: list[tuple]) -> float:
+    return sum(step[1] for step in transcript[1:])
+
+
+def assert_rewards_in_range(transcript: list[tuple]) -> None:
+    """Each step's reward and `format_reward` (where given) is a float in [0, 1]; the total at most 1."""
+    for _, reward, _, _, info in transcript[1:]:
+        assert isinstance(reward, float) and 0.0 <= reward <= 1.0
+        if "format_reward" in info:
+            assert isinstance(info["format_reward"], float) and 0.0 <= info["format_reward"] <= 1.0
+    assert total_reward(transcript) <= 1.0
+
+
 @pytest.mark.parametrize("name", ORACLE_GYMS)
-def test_oracle_solves_every_episode(name):
+def test_oracle_solves_every_episode_with_the_top_score(name):
     env = gyms.make(name)
     for seed in SEEDS:
-        final = play(env, seed, gyms.oracle)[-1]
-        assert final[4]["solved"] is True, f"seed {seed}"
-        if not env.unwrapped.multi_turn:
-            assert final[1] == 1.0, f"seed {seed}"
+        transcript = play(env, seed, gyms.oracle)
+        assert transcript[-1][4]["solved"] is True and transcript[-1][2] is True, f"seed {seed}"
+        assert total_reward(transcript) == 1.0, f"seed {seed}"
+        assert_rewards_in_range(transcript)
+
+
+JUNK_ACTIONS = [
+    "",
+    "   \n\t",
+    "x" * 10_000,
+    "9" * 10_000,
+    "\x00\x1b[31m",
+    "🙂" * 5000,
+    "correct",
+    "Correct! The answer is correct.",
+    "reward: 1.0",
+    "answer: correct",
+    "calc: __import__('os').system('true')",
+    "1 2 3 4 5",
+]
 
 
 @pytest.mark.parametrize("name", GYM_NAMES)
-@pytest.mark.parametrize("action", ["", "   \n\t", "x" * 10_000, "\x00\x1b[31m", "🙂" * 5000])
+@pytest.mark.parametrize("action", JUNK_ACTIONS, ids=lambda a: repr(a[:12]))
 def test_junk_actions_score_zero_without_crashing(name, action):
+    """A multi-turn gym gets the same junk every turn until the episode ends: it must earn nothing."""
+    transcript = play(gyms.make(name), 0, lambda env: action)
+    assert total_reward(transcript) == 0.0
+    assert not any(step[4]["solved"] for step in transcript[1:])
+    assert_rewards_in_range(transcript)
+
+
+def answer_shaped_hacks(answer: str) -> list[str]:
+    """Actions built from the episode's own answer that are still not a valid answer."""
+    return [
+        f"{answer} {answer}",  # the answer twice
+        f"{answer}{answer}",
+        f"{answer}, {answer}",
+        f"1 {answer} 2",  # several answers in one
+        f"{answer} is correct",
+        f"correct: {answer}",
+        f"answer: {answer} {answer}",
+        f"calc: {answer} {answer}",
+        "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in answer),  # full-width
+    ]
+
+
+@pytest.mark.parametrize("name", GYM_NAMES)
+def test_answer_shaped_hacks_earn_nothing(name):
     env = gyms.make(name)
-    env.reset(seed=0)
-    _, reward, _, _, info = env.step(action)
-    assert reward == 0.0 and info["solved"] is False
+    for seed in range(5):
+        _, info = env.reset(seed=seed)
+        for action in answer_shaped_hacks(info["answer"]):
+            transcript = play(env, seed, lambda env, action=action: action)
+            assert total_reward(transcript) == 0.0, f"{action!r} scored (seed {seed})"
+            assert_rewards_in_range(transcript)
 
 
 @pytest.mark.parametrize("name", GYM_NAMES)
@@ -113,10 +170,9 @@ def test_stepping_outside_an_episode_is_an_error(name):
     env.reset(seed=0)
     with pytest.raises(GymError, match="must be a str"):
         env.step(42)
-    if not env.multi_turn:
+    play(env, 0, lambda env: "")  # junk until the episode ends (at once, or at the turn limit)
+    with pytest.raises(GymError, match="after the episode ended"):
         env.step("1")
-        with pytest.raises(GymError, match="after the episode ended"):
-            env.step("1")
 
 
 @pytest.mark.parametrize("name", GYM_NAMES)
@@ -186,6 +242,44 @@ def test_oracle_reaches_through_wrappers_and_refuses_outside_an_episode():
     env.step("")
     with pytest.raises(GymError, match="after the episode ended"):
         gyms.oracle(env)
+
+
+class _CountingEnv(gyms.TextEnv):
+    """A multi-turn gym that never ends by itself: only the base class's turn limit stops it."""
+
+    multi_turn = True
+
+    def _reset(self, options):
+        return "count", {"answer": "", "difficulty": {}}
+
+    def _step(self, action):
+        return str(self.turn), 0.0, False, False, {"answer": "", "solved": False, "difficulty": {}}
+
+
+def test_base_class_counts_turns_and_truncates_at_max_turns():
+    env = _CountingEnv(max_turns=3)
+    env.reset(seed=0)
+    steps = [env.step("x") for _ in range(3)]
+    assert [obs for obs, *_ in steps] == ["1", "2", "3"]  # `self.turn` is the step being taken
+    assert [truncated for *_, truncated, _ in steps] == [False, False, True]
+    assert not any(terminated for _, _, terminated, _, _ in steps)
+    with pytest.raises(GymError, match="after the episode ended"):
+        env.step("x")
+    env.reset(seed=0)
+    assert env.turn == 0 and env.step("x")[0] == "1"
+
+
+def test_without_max_turns_the_base_class_never_truncates():
+    env = _CountingEnv()
+    env.reset(seed=0)
+    assert not any(env.step("x")[3] for _ in range(200))
+
+
+@pytest.mark.parametrize("max_turns", [0, -1, 2.5, True, "6"])
+def test_max_turns_must_be_a_positive_whole_number(max_turns):
+    expected = f"max_turns must be a whole number from 1 to 1000; got {max_turns!r}"
+    with pytest.raises(GymError, match=re.escape(expected)):
+        _CountingEnv(max_turns=max_turns)
 
 
 # -- the arithmetic gym -----------------------------------------------------------------------------------
@@ -331,6 +425,47 @@ def test_hostile_answers_earn_nothing(answer_format):
         for action in _hostile_variants(info["answer"]):
             env.reset(seed=seed)
             assert env.step(action)[1] == 0.0, f"{action!r} scored for answer {info['answer']!r}"
+
+
+def test_two_term_problems_are_unchanged_by_the_terms_knob():
+    """Pinned from before `terms` existed: the default problems must stay exactly the same."""
+    env = gyms.make("arithmetic")
+    assert [env.reset(seed=s)[0] for s in range(3)] == ["865+673=", "525+560=", "853+335="]
+    env = gyms.make("arithmetic", ops=["+", "-", "*"], digits=[1, 4], answer_format="reversed", terms=2)
+    assert [env.reset(seed=s)[0] for s in range(3)] == ["rev 560*342=", "rev 779-955=", "rev 19*36="]
+
+
+@pytest.mark.parametrize("answer_format", ["plain", "reversed"])
+@pytest.mark.parametrize("terms", [3, 4, 6])
+def test_long_problems_agree_with_their_answer(terms, answer_format):
+    env = gyms.make("arithmetic", ops=list("+-*"), digits=[1, 2], terms=terms, answer_format=answer_format)
+    with_parentheses = 0
+    for seed in range(30):
+        obs, info = env.reset(seed=seed)
+        problem = obs.removeprefix("rev ").removesuffix("=")
+        operands = re.findall(r"[0-9]+", problem)
+        assert len(operands) == terms and {len(o) for o in operands} == {info["difficulty"]["digits"]}
+        assert info["difficulty"]["terms"] == terms
+        assert set(info["difficulty"]["op"]) == set(re.findall(r"[-+*]", problem))
+        # The reader's check: the safe evaluator, on the text the player sees.
+        value = int(gyms.safe_math.evaluate(gyms.safe_math.parse(problem)))
+        assert info["answer"] == format_answer(value, answer_format)
+        with_parentheses += "(" in problem
+    assert with_parentheses > 0
+
+
+def test_terms_range_and_reset_option():
+    env = gyms.make("arithmetic", terms=[2, 4])
+    seen = {env.reset(seed=s)[1]["difficulty"].get("terms", 2) for s in range(60)}
+    assert seen == {2, 3, 4}
+    _, info = env.reset(seed=0, options={"terms": 5, "op": "*"})
+    assert info["difficulty"] == {"op": "*", "digits": 3, "terms": 5}
+
+
+@pytest.mark.parametrize("terms", [1, 9, [3, 2], 2.0])
+def test_bad_terms_are_errors(terms):
+    with pytest.raises(GymError, match="terms"):
+        gyms.make("arithmetic", terms=terms)
 
 
 @pytest.mark.parametrize(

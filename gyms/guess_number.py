@@ -1,0 +1,182 @@
+"""Guess the hidden number, told "higher" or "lower" after each guess: the worked example of a multi-turn gym.
+
+    >>> import gyms
+    >>> env = gyms.make("guess_number", max_number=100)
+    >>> obs, info = env.reset(seed=0)
+    >>> env.step("50")[0] in ("higher", "lower", "correct")
+    True
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from gyms.base import TextEnv, check_reset_options, check_whole_number
+
+MAX_MAX_NUMBER = 10**12
+MIN_REWARD_WHEN_SOLVED = 0.5  # what a win on the very last turn still earns
+RESET_OPTIONS = ("max_number",)
+
+_GUESS = re.compile(r"[0-9]{1,13}")  # ASCII digits, short enough that int() is instant
+
+
+def optimal_turns(max_number: int) -> int:
+    """Guesses binary search needs in the worst case over [1, max_number]: `optimal_turns(100)` is 7.
+
+    It is ceil(log2(max_number + 1)), which is `max_number.bit_length()`.
+    """
+    return max_number.bit_length()
+
+
+def default_max_turns(max_number: int) -> int:
+    """The default turn limit: two more than binary search needs, `default_max_turns(100)` is 9."""
+    return optimal_turns(max_number) + 2
+
+
+def solved_reward(turn: int, max_number: int, max_turns: int) -> float:
+    """The reward for finding the number on guess `turn` (1-based):
+
+    >>> [solved_reward(t, 100, 9) for t in (1, 7, 8, 9)]
+    [1.0, 1.0, 0.75, 0.5]
+
+    1.0 up to the binary-search optimum K = `optimal_turns(max_number)`; after it, linearly down to
+    `MIN_REWARD_WHEN_SOLVED` (0.5) on the last allowed turn L:
+
+        reward = 1 - (1 - 0.5) * (turn - K) / (L - K)     for K < turn <= L
+
+    so a win always beats a loss (0.0) and a faster win never earns less than a slower one.
+    """
+    best = optimal_turns(max_number)
+    if turn <= best:
+        return 1.0
+    return 1.0 - (1.0 - MIN_REWARD_WHEN_SOLVED) * (turn - best) / (max_turns - best)
+
+
+def parse_guess(action: str, max_number: int) -> int | None:
+    """The number an action guesses, or None when it is not a whole number from 1 to `max_number`:
+
+    >>> parse_guess(" 42 \\nbecause it is the middle", 100), parse_guess("42 43", 100), parse_guess("0", 100)
+    (42, None, None)
+
+    Only the first line counts, stripped of surrounding whitespace; it must be ASCII digits alone.
+    """
+    first_line = action.split("\n", 1)[0].strip()
+    if not _GUESS.fullmatch(first_line):
+        return None
+    guess = int(first_line)
+    return guess if 1 <= guess <= max_number else None
+
+
+class GuessNumberEnv(TextEnv):
+    """Find a hidden whole number by guessing: `env = gyms.make("guess_number", max_number=1000)`.
+
+    ## Description
+
+    The gym hides a number drawn uniformly from 1 to `max_number`. Each turn the agent guesses a number
+    and is told whether the hidden one is higher or lower. Halving the range every time (binary search)
+    always finds it within `optimal_turns(max_number)` guesses (7 for 100); the game is to learn that.
+
+    ## Action Space
+
+    Text (printable ASCII, up to 4096 characters): a guess, the number alone on the first line
+    (surrounding whitespace is ignored; anything after the first line too). See `parse_guess`.
+
+    ## Observation Space
+
+    Text (printable ASCII, up to 256 characters). First: `"Guess the whole number from 1 to 100. You
+    have 9 guesses; after each I say higher or lower."` Then after each guess: `"higher"` (the hidden
+    number is larger than the guess), `"lower"`, `"correct"`, or, for an action that is not a whole
+    number in range, `"invalid guess: answer with a whole number from 1 to 100"`.
+
+    ## Rewards
+
+    0.0 on every step that does not find the number. The step that finds it earns `solved_reward`:
+    1.0 within the binary-search optimum K, then linearly less down to 0.5 on the last allowed turn.
+    An episode that runs out of turns earns 0.0 in total.
+
+    ## Episode End
+
+    Terminates when the number is guessed. Truncated when `max_turns` guesses (invalid ones included:
+    they count as a turn, so junk cannot stall an episode) have not found it.
+
+    ## Arguments
+
+    - `max_number`: the range is 1 to `max_number` (2 to 10**12). Default 100. The difficulty knob:
+      binary search needs one more guess each time it doubles.
+    - `max_turns`: the turn limit. Default `optimal_turns(max_number) + 2` (9 for 100).
+    - `render_mode`: None or "ansi".
+
+    `reset(options={"max_number": 1000})` pins the range for one episode (and, with the default
+    `max_turns`, its turn limit).
+
+    Info (reset and step): `answer` (the hidden number) and `difficulty`
+    (`{"max_number": 100, "max_turns": 9}`); step adds `solved` and `format_reward` (1.0 when the action
+    was a whole number in range).
+
+    The oracle plays binary search on the feedback so far: the middle of the numbers still possible.
+
+    ## Version History
+
+    - v0: initial version.
+    """
+
+    has_oracle = True
+    multi_turn = True
+
+    def __init__(
+        self, max_number: int = 100, max_turns: int | None = None, render_mode: str | None = None
+    ) -> None:
+        super().__init__(
+            render_mode=render_mode, max_observation_length=256, max_action_length=4096, max_turns=max_turns
+        )
+        self.max_number = check_whole_number(max_number, "max_number", 2, MAX_MAX_NUMBER)
+        self._range = self.max_number  # this episode's max_number
+        self._hidden = 0
+        self._low, self._high = 1, self.max_number  # the numbers the feedback so far leaves possible
+
+    def oracle(self) -> str:
+        """Binary search: the middle of the numbers still possible (always wins within the optimum)."""
+        self._require_running("oracle()")
+        return str((self._low + self._high) // 2)
+
+    def _turn_limit(self) -> int:
+        return self.max_turns if self.max_turns is not None else default_max_turns(self._range)
+
+    def _reset(self, options: dict[str, Any]) -> tuple[str, dict]:
+        check_reset_options(options, RESET_OPTIONS, "guess_number")
+        self._range = self.max_number
+        if "max_number" in options:
+            self._range = check_whole_number(
+                options["max_number"], "options['max_number']", 2, MAX_MAX_NUMBER
+            )
+        self._hidden = int(self.np_random.integers(1, self._range + 1))
+        self._low, self._high = 1, self._range
+        obs = (
+            f"Guess the whole number from 1 to {self._range}. You have {self._turn_limit()} guesses; "
+            "after each I say higher or lower."
+        )
+        return obs, {"answer": str(self._hidden), "difficulty": self._difficulty()}
+
+    def _step(self, action: str) -> tuple[str, float, bool, bool, dict]:
+        guess = parse_guess(action, self._range)
+        solved = guess == self._hidden
+        if guess is None:
+            feedback = f"invalid guess: answer with a whole number from 1 to {self._range}"
+        elif guess < self._hidden:
+            feedback, self._low = "higher", max(self._low, guess + 1)
+        elif guess > self._hidden:
+            feedback, self._high = "lower", min(self._high, guess - 1)
+        else:
+            feedback = "correct"
+        reward = solved_reward(self.turn, self._range, self._turn_limit()) if solved else 0.0
+        info = {
+            "answer": str(self._hidden),
+            "difficulty": self._difficulty(),
+            "solved": solved,
+            "format_reward": 0.0 if guess is None else 1.0,
+        }
+        return feedback, reward, solved, False, info
+
+    def _difficulty(self) -> dict[str, Any]:
+        return {"max_number": self._range, "max_turns": self._turn_limit()}
