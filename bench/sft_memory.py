@@ -27,12 +27,43 @@ METHODS = ("full", "lora", "qlora")
 STEPS = 4
 
 
-def rss_mb() -> float:
+def rss_mb(field: str = "VmRSS") -> float:
+    """Resident memory from /proc/self/status: VmRSS (all) or RssAnon (allocated, not file-backed)."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+class PeakSampler:
+    """Samples RssAnon every few ms in a thread and keeps the maximum.
+
+    The kernel keeps the peak of VmRSS (ru_maxrss) but not of RssAnon. VmRSS also counts the pages of
+    the checkpoint file that safetensors memory-maps while loading: page cache the OS can drop at any
+    time, and a large, arbitrary share of the total for a quantised model that reads 500 MB of fp32
+    weights to keep 190 MB of 4-bit ones. Anonymous memory is what the run itself allocated: weights,
+    gradients, optimizer state and activations, the CPU analogue of torch.cuda.max_memory_allocated.
+    """
+
+    def __init__(self, interval_s: float = 0.005):
+        import threading
+
+        self.peak = rss_mb("RssAnon")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval_s,), daemon=True)
+
+    def _run(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            self.peak = max(self.peak, rss_mb("RssAnon"))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
 
 
 def one(method: str, model_dir: str, work: str) -> dict:
@@ -44,7 +75,7 @@ def one(method: str, model_dir: str, work: str) -> dict:
     from ftkit import sft
     from ftkit.config import validate_recipe
 
-    baseline = rss_mb()
+    baseline, baseline_anon = rss_mb(), rss_mb("RssAnon")
     recipe = validate_recipe({
         "name": f"mem-{method}", "output_dir": f"{work}/{method}", "method": method,
         "model": {"name": model_dir},
@@ -54,9 +85,12 @@ def one(method: str, model_dir: str, work: str) -> dict:
         "lora": {"r": 16, "alpha": 32},
         "eval": {"n": 0},
     })
-    summary = sft.main(recipe)
+    with PeakSampler() as sampler:
+        summary = sft.main(recipe)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
     return {"method": method, "baseline_mb": baseline, "peak_mb": peak, "own_mb": peak - baseline,
+            "anon_baseline_mb": baseline_anon, "anon_peak_mb": sampler.peak,
+            "anon_own_mb": sampler.peak - baseline_anon,
             "trainable": summary["parameters"]["trainable"], "total": summary["parameters"]["total"]}
 
 
@@ -88,14 +122,17 @@ def main() -> None:
                 sys.exit(f"{method} failed:\n{done.stderr[-3000:]}")
             results[method] = json.loads(line.removeprefix("RESULT "))
 
-    full = results["full"]["own_mb"]
-    print(f"GPT-2 124M shape, {STEPS} steps, batch 8, sequences <= 64 tokens, CPU")
-    print(f"{'method':<8}{'trainable':>14}{'peak RSS':>12}{'baseline':>11}{'own peak':>11}{'vs full':>9}")
+    print(f"GPT-2 124M shape, {STEPS} steps, batch 8, sequences <= 64 tokens, CPU; memory above the process's "
+          "footprint after importing the libraries (and before loading any model)")
+    print(f"{'method':<8}{'trainable':>14}{'peak allocated':>16}{'vs full':>9}{'peak RSS':>11}{'vs full':>9}")
+    full, full_rss = results["full"]["anon_own_mb"], results["full"]["own_mb"]
     for method, r in results.items():
-        print(f"{method:<8}{r['trainable']:>14,}{r['peak_mb']:>10.0f}MB{r['baseline_mb']:>9.0f}MB"
-              f"{r['own_mb']:>9.0f}MB{r['own_mb'] / full:>9.1%}")
-    lora, qlora = results["lora"]["own_mb"] / full, results["qlora"]["own_mb"] / full
-    print(f"target LoRA <= 50% of full: {'met' if lora <= 0.5 else 'NOT met'} ({lora:.1%}); "
+        print(f"{method:<8}{r['trainable']:>14,}{r['anon_own_mb']:>14.0f}MB{r['anon_own_mb'] / full:>9.1%}"
+              f"{r['own_mb']:>9.0f}MB{r['own_mb'] / full_rss:>9.1%}")
+    lora, qlora = results["lora"]["anon_own_mb"] / full, results["qlora"]["anon_own_mb"] / full
+    print("peak allocated = anonymous memory (weights, gradients, optimizer state, activations); peak RSS also "
+          "counts the memory-mapped checkpoint file")
+    print(f"target on peak allocated: LoRA <= 50% of full: {'met' if lora <= 0.5 else 'NOT met'} ({lora:.1%}); "
           f"QLoRA <= 35%: {'met' if qlora <= 0.35 else 'NOT met'} ({qlora:.1%})")
 
 

@@ -193,7 +193,31 @@ def load_model(path: str, cfg: ModelConfig, method: str, quant: QuantizationSect
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load the model from {path}: {str(exc).splitlines()[0]}") from None
     use_fused_gelu(model)
+    if method == "qlora":
+        release_checkpoint_pages(model)
     return model
+
+
+def release_checkpoint_pages(model) -> None:
+    """Copy a quantised model's unquantised tensors out of the memory-mapped checkpoint, then unmap it.
+
+    safetensors maps the checkpoint file into memory and transformers keeps the tensors it did not
+    quantise (embeddings, norms, biases) as views into that mapping. While one view lives, every page
+    of the file that quantisation read stays resident: for GPT-2 124M, ~340 MB of fp32 weights kept
+    in memory beside the ~40 MB of 4-bit ones that replaced them. Copying the few unquantised tensors
+    (~150 MB) lets the mapping go, and handing freed heap back to the OS (malloc_trim) drops the
+    quantisation's temporaries too. Only the process's memory changes; the weights are identical.
+    """
+    import ctypes
+    import gc
+    from contextlib import suppress
+
+    for param in model.parameters():
+        if param.__class__.__name__ not in ("Params4bit", "Int8Params"):
+            param.data = param.data.clone()
+    gc.collect()
+    with suppress(OSError, AttributeError):  # not glibc (macOS, musl): the OS reclaims the pages later
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def use_fused_gelu(model) -> int:

@@ -252,7 +252,7 @@ class SFTRun:
         plots = plot_run(self.run_dir)
         runtime = float(self.train_metrics.get("train_runtime", 0.0))
         # non-padding tokens (prompt and completion), as counted by TRL
-        tokens = float(self.train_metrics.get("num_tokens") or _logged_tokens(self.metrics))
+        tokens = max(float(self.train_metrics.get("num_tokens") or 0), _logged_tokens(self.metrics))
         summary = {
             "model": self.resolved.used,
             "requested_model": self.resolved.spec,
