@@ -3,6 +3,7 @@
     ftkit sft recipes/gpt2_math.yaml                       # fine-tune (full, LoRA or QLoRA) from a recipe
     ftkit eval --gym arithmetic --model runs/gpt2_math/model
     ftkit export runs/gpt2_math_lora/adapter runs/gpt2_math_lora/merged
+    ftkit gym check arithmetic                             # list | play | new | check text gyms
 
 Mistakes in what the user typed or pointed at (a recipe key, a file, a gym id) are reported as one line
 and exit code 2; the traceback is kept for ftkit's own bugs.
@@ -17,6 +18,7 @@ import warnings
 from pathlib import Path
 
 from ftkit.errors import FtkitError
+from ftkit.gym_cli import add_gym_commands
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -60,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("adapter", help="adapter folder written by a LoRA/QLoRA run")
     ex.add_argument("out", help="where to write the merged model")
     ex.set_defaults(func=_cmd_export)
+
+    add_gym_commands(sub)  # ftkit gym list | play | new | check
     return parser
 
 

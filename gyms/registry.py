@@ -17,6 +17,7 @@ import gymnasium
 from gymnasium.envs.registration import load_env_creator
 
 from ftkit.errors import GymError, did_you_mean
+from gyms import adapters
 
 NAMESPACE = "ftkit"
 
@@ -72,9 +73,14 @@ def list_gyms() -> list[GymInfo]:
 
 
 def resolve_id(name: str) -> str:
-    """The full Gymnasium id for a short name or full id: `resolve_id("arithmetic")` -> "ftkit/Arithmetic-v0"."""
+    """The full Gymnasium id for a short name or full id: `resolve_id("arithmetic")` -> "ftkit/Arithmetic-v0".
+
+    Ids of adapted outside tasks keep their prefix: `resolve_id("rg:chain_sum")` -> "rg:chain_sum".
+    """
     if name in _GYMS:
         return name
+    if adapters.adapter_for(name) is not None:
+        return adapters.resolve_id(name)
     for info in _GYMS.values():
         if info.short_name == name:
             return info.id
@@ -88,7 +94,10 @@ def make(name: str, **kwargs: Any) -> gymnasium.Env:
 
     `kwargs` go to the gym's constructor; an argument it does not take is a `GymError` naming it.
     For Gymnasium's own options (`max_episode_steps`, ...) call `gymnasium.make(resolve_id(name), ...)`.
+    Adapted tasks (`gyms.make("rg:chain_sum")`) are built by their adapter in `gyms/adapters/`.
     """
+    if adapters.adapter_for(name) is not None:
+        return adapters.make(name, **kwargs)
     gym_id = resolve_id(name)
     _check_constructor_args(gym_id, kwargs)
     return gymnasium.make(gym_id, **kwargs)

@@ -38,3 +38,28 @@ def tiny_recipe(tmp_path):
         return tiny_recipe_dict(tmp_path, **sections)
 
     return make
+
+
+@pytest.fixture
+def temporary_gym():
+    """Register a gym for one test only: `temporary_gym("ftkit/Toy-v0", ToyEnv, "toy")`.
+
+    The registration is undone afterwards, so the contract tests in test_gyms.py (parametrised over
+    every registered gym) never see a test's deliberately broken gyms.
+    """
+    import gymnasium
+
+    import gyms.registry
+
+    added: list[str] = []
+
+    def register(gym_id, entry_point, short_name, **kwargs):
+        kwargs.setdefault("description", f"test gym {short_name}")
+        gyms.register_gym(gym_id, entry_point, short_name=short_name, **kwargs)
+        added.append(gym_id)
+        return short_name
+
+    yield register
+    for gym_id in added:
+        gyms.registry._GYMS.pop(gym_id, None)
+        gymnasium.registry.pop(gym_id, None)
