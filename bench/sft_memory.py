@@ -68,7 +68,7 @@ class PeakSampler:
 
 def one(method: str, model_dir: str, work: str) -> dict:
     """Run in a child process: import everything, note the baseline, fine-tune, report the peak."""
-    import torch  # noqa: F401
+    import torch
     import transformers  # noqa: F401
     import trl  # noqa: F401
 
@@ -85,12 +85,17 @@ def one(method: str, model_dir: str, work: str) -> dict:
         "lora": {"r": 16, "alpha": 32},
         "eval": {"n": 0},
     })
+
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     with PeakSampler() as sampler:
         summary = sft.main(recipe)
+    cuda_peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
     return {"method": method, "baseline_mb": baseline, "peak_mb": peak, "own_mb": peak - baseline,
             "anon_baseline_mb": baseline_anon, "anon_peak_mb": sampler.peak,
-            "anon_own_mb": sampler.peak - baseline_anon,
+            "anon_own_mb": sampler.peak - baseline_anon, "cuda_peak_mb": cuda_peak,
             "trainable": summary["parameters"]["trainable"], "total": summary["parameters"]["total"]}
 
 
@@ -129,6 +134,10 @@ def main() -> None:
     for method, r in results.items():
         print(f"{method:<8}{r['trainable']:>14,}{r['anon_own_mb']:>14.0f}MB{r['anon_own_mb'] / full:>9.1%}"
               f"{r['own_mb']:>9.0f}MB{r['own_mb'] / full_rss:>9.1%}")
+    if results["full"]["cuda_peak_mb"]:  # on a GPU, the training lives in GPU memory: that is the figure
+        gpu_full = results["full"]["cuda_peak_mb"]
+        for method, r in results.items():
+            print(f"{method:<8} GPU peak allocated {r['cuda_peak_mb']:8.0f}MB {r['cuda_peak_mb'] / gpu_full:7.1%}")
     lora, qlora = results["lora"]["anon_own_mb"] / full, results["qlora"]["anon_own_mb"] / full
     print("peak allocated = anonymous memory (weights, gradients, optimizer state, activations); peak RSS also "
           "counts the memory-mapped checkpoint file")
