@@ -1,0 +1,134 @@
+"""The arithmetic of policy-gradient RL for language models, as small pure functions on tensors.
+
+    python -c "import torch; from ftkit.rl.algorithms import group_advantages; print(group_advantages(torch.tensor([1., 0., 1., 1.]), 4))"
+
+Shapes: B sequences in a batch, T completion tokens per sequence; `mask` is 1.0 on the tokens the
+policy produced (the loss is taken on them) and 0.0 on padding and on tokens an environment wrote.
+Rewards are per sequence (B,) for GRPO and RLOO, per token (B, T) for PPO's GAE.
+
+- GRPO (Shao et al. 2024): sample G completions per prompt; a completion's advantage is its reward
+  minus the group's mean, divided by the group's std. Dr. GRPO (Liu et al. 2025) drops the std
+  division and the per-sequence length normalisation, both of which bias the gradient.
+- RLOO (Ahmadian et al. 2024): the baseline of each completion is the mean reward of the *other*
+  G - 1 completions of its prompt, so it does not depend on the completion's own reward.
+- PPO (Schulman et al. 2017) with a value head: GAE (Schulman et al. 2016) turns per-token rewards
+  and value estimates into advantages and returns; the value loss is clipped like the policy's.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def group_advantages(rewards: torch.Tensor, group_size: int, scale: bool = True, eps: float = 1e-4) -> torch.Tensor:
+    """GRPO advantages: (r - mean of the group) / (std of the group + eps), or without `/ std` if not `scale`.
+
+    `rewards` is (B,) with the G = `group_size` completions of each prompt next to each other.
+    A group whose rewards are all equal gets advantage 0 everywhere: nothing to learn from it.
+    """
+    groups = _groups(rewards, group_size)
+    centred = groups - groups.mean(dim=1, keepdim=True)
+    if scale:
+        std = groups.std(dim=1, keepdim=True)  # unbiased, as in TRL
+        # A group with one reward (std 0) stays at 0 even with eps=0, instead of becoming 0/0.
+        centred = torch.where(std > 0, centred / (std + eps), torch.zeros_like(centred))
+    return centred.reshape(-1)
+
+
+def rloo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """RLOO advantages: r_i - mean(r_j for j != i in the group), which equals G/(G-1) · (r_i - mean)."""
+    if group_size < 2:
+        raise ValueError("RLOO needs at least 2 completions per prompt (group_size >= 2)")
+    groups = _groups(rewards, group_size)
+    others_mean = (groups.sum(dim=1, keepdim=True) - groups) / (group_size - 1)
+    return (groups - others_mean).reshape(-1)
+
+
+def identical_group_fraction(rewards: torch.Tensor, group_size: int) -> float:
+    """The share of groups whose completions all got the same reward (they teach GRPO/RLOO nothing)."""
+    groups = _groups(rewards, group_size)
+    return (groups.max(dim=1).values == groups.min(dim=1).values).float().mean().item()
+
+
+def _groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    if rewards.dim() != 1 or rewards.numel() % group_size:
+        raise ValueError(f"rewards must be (B,) with B a multiple of group_size={group_size}, got {tuple(rewards.shape)}")
+    return rewards.float().reshape(-1, group_size)
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0,
+        lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over the masked tokens of each sequence: (advantages, returns).
+
+    delta_t = r_t + gamma · V_{t+1} - V_t and A_t = delta_t + gamma · lam · A_{t+1}, where "t + 1" is
+    the next *policy* token (masked-out environment tokens are skipped, not treated as steps) and the
+    value after the last policy token is 0. Returns are A_t + V_t, the value head's targets.
+    """
+    B, T = rewards.shape
+    advantages = torch.zeros_like(rewards, dtype=torch.float32)
+    for b in range(B):
+        next_value, next_advantage = 0.0, 0.0
+        for t in reversed(range(T)):
+            if mask[b, t] == 0:
+                continue
+            delta = rewards[b, t] + gamma * next_value - values[b, t]
+            next_advantage = delta + gamma * lam * next_advantage
+            advantages[b, t] = next_advantage
+            next_value = values[b, t]
+    return advantages, (advantages + values) * mask
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Mean of `x` over the positions where `mask` is 1."""
+    if dim is None:
+        return (x * mask).sum() / mask.sum().clamp(min=1)
+    return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1)
+
+
+def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
+                mask: torch.Tensor, clip_eps: float = 0.2, aggregation: str = "token") -> tuple[torch.Tensor, dict]:
+    """PPO's clipped surrogate, -min(ratio · A, clip(ratio, 1 - eps, 1 + eps) · A), over masked tokens.
+
+    `advantages` is (B,) (one per sequence, GRPO/RLOO) or (B, T) (per token, PPO). `aggregation`:
+    "token" averages over every policy token of the batch (DAPO, Dr. GRPO); "sequence" averages within
+    each sequence, then over sequences (the original GRPO, which favours short wrong answers).
+    Returns the loss and {"clip_fraction", "ratio_mean"} for logging.
+    """
+    if advantages.dim() == 1:
+        advantages = advantages.unsqueeze(1).expand_as(logprobs)
+    ratio = torch.exp(logprobs - old_logprobs)
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * advantages
+    per_token = -torch.min(unclipped, clipped)
+    if aggregation == "token":
+        loss = masked_mean(per_token, mask)
+    elif aggregation == "sequence":
+        loss = masked_mean(per_token, mask, dim=1).mean()
+    else:
+        raise ValueError(f'aggregation must be "token" or "sequence", got {aggregation!r}')
+    with torch.no_grad():
+        was_clipped = ((ratio < 1 - clip_eps) & (advantages < 0)) | ((ratio > 1 + clip_eps) & (advantages > 0))
+        stats = {"clip_fraction": masked_mean(was_clipped.float(), mask).item(),
+                 "ratio_mean": masked_mean(ratio, mask).item()}
+    return loss, stats
+
+
+def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
+               clip_eps: float = 0.2) -> torch.Tensor:
+    """PPO's clipped value loss: 0.5 · max((V - R)², (clip(V, V_old ± eps) - R)²) over masked tokens."""
+    clipped = old_values + torch.clamp(values - old_values, -clip_eps, clip_eps)
+    return 0.5 * masked_mean(torch.max((values - returns) ** 2, (clipped - returns) ** 2), mask)
+
+
+def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k3") -> torch.Tensor:
+    """Per-token KL(policy || reference) estimates from sampled tokens (Schulman, "Approximating KL").
+
+    k1 = log p - log q (unbiased, can be negative); k3 = (q/p) - 1 - log(q/p) (unbiased, always >= 0,
+    lower variance: GRPO's choice), with p the policy and q the reference.
+    """
+    log_ratio = ref_logprobs - logprobs  # log(q / p)
+    if estimator == "k1":
+        return -log_ratio
+    if estimator == "k3":
+        return torch.exp(log_ratio) - 1 - log_ratio
+    raise ValueError(f'estimator must be "k1" or "k3", got {estimator!r}')
