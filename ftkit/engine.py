@@ -15,7 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-Prompt = str | list[dict[str, str]]  # plain text, or chat messages rendered with the chat template
+# Plain text, chat messages (rendered with the chat template), or token ids used as they are: multi-turn
+# RL passes ids, so that the tokens the policy is trained on are exactly the tokens it was shown.
+Prompt = str | list[dict[str, str]] | list[int]
 
 
 @dataclass(frozen=True)
@@ -82,9 +84,17 @@ class HFEngine:
         """Chat messages go through the tokenizer's chat template; text is used as it is."""
         if isinstance(prompt, str):
             return prompt
+        if prompt and isinstance(prompt[0], int):
+            return self.tokenizer.decode(prompt)
         if not getattr(self.tokenizer, "chat_template", None):
             raise ValueError("chat-message prompts need a tokenizer with a chat template")
         return self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+    def encode(self, prompt: Prompt) -> list[int]:
+        """Token ids of a prompt: ids pass through; text and chat are tokenized as a tokenizer call would."""
+        if isinstance(prompt, list) and prompt and isinstance(prompt[0], int):
+            return list(prompt)
+        return self.tokenizer(self.render(prompt))["input_ids"]
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[Completion]:
         results: list[Completion] = []
@@ -98,9 +108,10 @@ class HFEngine:
         tok = self.tokenizer
         saved_side, tok.padding_side = tok.padding_side, "left"
         try:
-            enc = tok([self.render(p) for p in prompts], return_tensors="pt", padding=True).to(self.model.device)
+            enc = tok.pad({"input_ids": [self.encode(p) for p in prompts]}, padding=True, return_tensors="pt")
         finally:
             tok.padding_side = saved_side
+        enc = enc.to(self.model.device)
         greedy = params.temperature == 0
         kwargs: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "do_sample": not greedy,
                                   "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id,
