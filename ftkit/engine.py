@@ -29,6 +29,7 @@ class SamplingParams:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()  # the completion ends at the first of these (not included in `text`)
     seed: int | None = None
+    logprobs: bool = True  # evaluation turns this off: the per-step vocab-sized scores cost memory
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -97,25 +98,36 @@ class HFEngine:
         return self.tokenizer(self.render(prompt))["input_ids"]
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[Completion]:
-        results: list[Completion] = []
-        for start in range(0, len(prompts), self.batch_size):
-            results.extend(self._generate_batch(prompts[start : start + self.batch_size], params))
-        return results
+        """Completions in the order of `prompts`.
 
-    def _generate_batch(self, prompts: list[Prompt], params: SamplingParams) -> list[Completion]:
+        Prompts are batched by length (shortest first), so that each batch holds similar lengths and
+        little padding; the results are put back in the caller's order.
+        """
+        encoded = [self.encode(p) for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+        results: list[Completion | None] = [None] * len(prompts)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            batch = self._generate_batch([prompts[i] for i in rows], [encoded[i] for i in rows], params)
+            for i, completion in zip(rows, batch):
+                results[i] = completion
+        return results  # type: ignore[return-value]
+
+    def _generate_batch(self, prompts: list[Prompt], encoded: list[list[int]],
+                        params: SamplingParams) -> list[Completion]:
         import torch
 
         tok = self.tokenizer
         saved_side, tok.padding_side = tok.padding_side, "left"
         try:
-            enc = tok.pad({"input_ids": [self.encode(p) for p in prompts]}, padding=True, return_tensors="pt")
+            enc = tok.pad({"input_ids": encoded}, padding=True, return_tensors="pt")
         finally:
             tok.padding_side = saved_side
         enc = enc.to(self.model.device)
         greedy = params.temperature == 0
         kwargs: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "do_sample": not greedy,
                                   "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id,
-                                  "return_dict_in_generate": True, "output_scores": True}
+                                  "return_dict_in_generate": True, "output_scores": params.logprobs}
         if not greedy:
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
         if params.stop:
@@ -132,8 +144,11 @@ class HFEngine:
         new_tokens = out.sequences[:, enc["input_ids"].shape[1] :]
         # `scores` are the logits after temperature and top-p, so their log-softmax is the sampling
         # distribution; gather the log-probability of each token that was actually sampled.
-        logprobs = torch.stack(out.scores, dim=1).float().log_softmax(-1)
-        token_logprobs = logprobs.gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)
+        if params.logprobs:
+            logprobs = torch.stack(out.scores, dim=1).float().log_softmax(-1)
+            token_logprobs = logprobs.gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)
+        else:
+            token_logprobs = torch.full(new_tokens.shape, float("nan"))
         completions = []
         for row, prompt in enumerate(prompts):
             prompt_ids = enc["input_ids"][row][enc["attention_mask"][row].bool()].tolist()

@@ -35,36 +35,11 @@ class EvalResult:
 
 
 def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch_size: int = 64) -> list[str]:
-    """Greedy completions for `prompts`, batched with left padding (so every row ends at its prompt).
+    """Greedy completions for `prompts`: the generation engine's greedy decoding, text only."""
+    from ftkit.engine import HFEngine, SamplingParams
 
-    Prompts are sorted by length first so that each batch holds similar lengths and little padding.
-    """
-    import torch
-
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    completions: list[str] = [""] * len(prompts)
-    was_training = model.training
-    model.eval()
-    saved_side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                rows = order[start : start + batch_size]
-                enc = tokenizer([prompts[i] for i in rows], return_tensors="pt", padding=True).to(model.device)
-                out = model.generate(
-                    **enc,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=tokenizer.eos_token_id,
-                )
-                new_tokens = out[:, enc["input_ids"].shape[1] :]
-                for i, text in zip(rows, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
-                    completions[i] = text
-    finally:
-        tokenizer.padding_side = saved_side
-        model.train(was_training)
-    return completions
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0, logprobs=False)
+    return [c.text for c in HFEngine(model, tokenizer, batch_size=batch_size).generate(prompts, params)]
 
 
 def heldout_problems(gym: str, gym_kwargs: dict[str, Any], n: int, seed: int,
