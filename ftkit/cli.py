@@ -1,6 +1,7 @@
 """The `ftkit` command.
 
     ftkit sft recipes/gpt2_math.yaml                       # fine-tune (full, LoRA or QLoRA) from a recipe
+    ftkit rl --gym arithmetic                              # GRPO (or --algo rloo|ppo) from the SFT model
     ftkit eval --gym arithmetic --model runs/gpt2_math/model
     ftkit export runs/gpt2_math_lora/adapter runs/gpt2_math_lora/merged
     ftkit gym check arithmetic                             # list | play | new | check text gyms
@@ -19,6 +20,8 @@ from pathlib import Path
 
 from ftkit.errors import FtkitError
 from ftkit.gym_cli import add_gym_commands
+
+DEFAULT_RL_MODEL = "runs/gpt2_math/model"  # ftkit.rl.config.DEFAULT_MODEL, without importing pydantic here
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -42,6 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
     sft.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     sft.add_argument("--overwrite", action="store_true", help="replace an earlier run in the same folder")
     sft.set_defaults(func=_cmd_sft)
+
+    rl = sub.add_parser("rl", help="reinforcement learning (GRPO, RLOO, PPO) against a gym",
+                        description="RL against a gym: ftkit rl --gym arithmetic, or ftkit rl RECIPE [key=value ...]")
+    rl.add_argument("recipe", nargs="?", help="YAML RL recipe, e.g. recipes/grpo_arithmetic.yaml")
+    rl.add_argument("overrides", nargs="*", help="dotted overrides: train.steps=50 rollout.group_size=16")
+    rl.add_argument("--gym", help="gym id or short name; uses recipes/<algo>_<gym>.yaml when it exists")
+    rl.add_argument("--algo", choices=("grpo", "rloo", "ppo"), help="advantage estimator (default grpo)")
+    rl.add_argument("--model", help=f"model folder to start from (default {DEFAULT_RL_MODEL})")
+    rl.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    rl.add_argument("--overwrite", action="store_true", help="replace an earlier run in the same folder")
+    rl.set_defaults(func=_cmd_rl)
 
     ev = sub.add_parser("eval", help="held-out accuracy of a model on a gym",
                         description="Score a model on held-out gym problems: ftkit eval --gym arithmetic "
@@ -76,6 +90,15 @@ def _cmd_sft(args: argparse.Namespace) -> int:
     return 0 if summary else 1
 
 
+def _cmd_rl(args: argparse.Namespace) -> int:
+    from ftkit.rl import trainer
+    from ftkit.rl.shortcuts import recipe_from_args
+
+    recipe = recipe_from_args(args.recipe, args.overrides, gym=args.gym, algo=args.algo, model=args.model)
+    summary = trainer.main(recipe, resume=args.resume, overwrite=args.overwrite)
+    return 0 if summary is not None else 1
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from ftkit.evaluate import run_eval
 
@@ -106,7 +129,14 @@ def quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Overrides may come after flags (`ftkit rl --gym arithmetic --overwrite train.steps=5`), which
+    # argparse alone rejects once the positionals are consumed: collect those key=value words here.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "overrides") or any("=" not in word or word.startswith("-") for word in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     quiet_libraries()
     try:
         return args.func(args)

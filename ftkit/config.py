@@ -130,18 +130,29 @@ _RESERVED_TRAIN_KEYS = {
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Load a YAML recipe, apply `key.sub=value` overrides, and validate everything."""
-    raw = _read_yaml(Path(path))
-    if overrides:
-        raw = _merge_overrides(raw, overrides)
+    raw = read_recipe_dict(path, overrides)
+    if "algo" in raw:
+        raise ConfigError(f"{path} is an RL recipe (it has `algo:`): run it with `ftkit rl {path}`")
     return validate_recipe(raw)
+
+
+def read_recipe_dict(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """A recipe file as a plain dict with the overrides merged in, not yet validated."""
+    raw = _read_yaml(Path(path))
+    return merge_overrides(raw, overrides) if overrides else raw
+
+
+def validate_section(raw: dict[str, Any], schema: type[BaseModel]):
+    """Validate `raw` against a pydantic recipe model; the first problem becomes one ConfigError line."""
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, schema)) from None
 
 
 def validate_recipe(raw: dict[str, Any]) -> Recipe:
     """Validate a recipe given as a plain dict (what the YAML file holds)."""
-    try:
-        recipe = Recipe.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_explain(exc, Recipe)) from None
+    recipe = validate_section(raw, Recipe)
     recipe.train = validate_train_args(recipe.train, "train")
     if recipe.model.fallback is not None:
         fallback = recipe.model.fallback
@@ -163,7 +174,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return raw
 
 
-def _merge_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+def merge_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     try:
         merged = OmegaConf.merge(OmegaConf.create(raw), parse_key_values(overrides))
         return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]
@@ -270,5 +281,9 @@ def parse_key_values(items: list[str]) -> dict[str, Any]:
             raise ConfigError(f'"{item}" is not key=value (e.g. train.learning_rate=1e-4)')
     try:
         return OmegaConf.to_container(OmegaConf.from_dotlist(items))  # type: ignore[return-value]
+    except yaml.YAMLError as exc:  # a value that is not valid YAML, e.g. {a:1} without a space
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"cannot parse {' '.join(items)}: a value is not valid YAML ({problem}); "
+                          "write mappings with a space after each colon, e.g. gym.kwargs={digits: 2}") from None
     except OmegaConfBaseException as exc:
         raise ConfigError(f"cannot parse {' '.join(items)}: {str(exc).splitlines()[0]}") from None

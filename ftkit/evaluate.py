@@ -25,6 +25,8 @@ class EvalResult:
     correct: int
     by_difficulty: dict[str, dict[str, Any]] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
+    mean_turns: float | None = None  # multi-turn gyms: actions per episode (an unsolved one counts them all)
+    mean_reward: float | None = None
 
     @property
     def accuracy(self) -> float:
@@ -34,8 +36,8 @@ class EvalResult:
         return {"accuracy": self.accuracy, **asdict(self)}
 
 
-def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch_size: int = 64) -> list[str]:
-    """Greedy completions for `prompts`: the generation engine's greedy decoding, text only."""
+def generate(model, tokenizer, prompts: list, *, max_new_tokens: int, batch_size: int = 64) -> list[str]:
+    """Greedy completions for `prompts` (text or chat messages): the engine's greedy decoding, text only."""
     from ftkit.engine import HFEngine, SamplingParams
 
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0, logprobs=False)
@@ -82,18 +84,96 @@ def difficulty_key(difficulty: dict[str, Any]) -> str:
 
 def evaluate_on_gym(model, tokenizer, gym: str, gym_kwargs: dict[str, Any], *, n: int, seed: int,
                     exclude_prompts: set[str] | None = None, batch_size: int = 128,
-                    max_new_tokens: int = 16, samples: int = 20) -> EvalResult:
-    """Generate answers to n held-out problems and score them with the gym."""
+                    max_new_tokens: int = 16, samples: int = 20, chat: bool = False,
+                    system_prompt: str | None = None, max_turns: int | None = None) -> EvalResult:
+    """Greedy answers to n held-out problems, scored by the gym; multi-turn gyms play whole episodes.
+
+    With `chat`, each problem is a user message (after `system_prompt`) rendered by the chat template.
+    """
+    if is_multi_turn(gym, gym_kwargs):
+        return evaluate_episodes(model, tokenizer, gym, gym_kwargs, n=n, seed=seed, batch_size=batch_size,
+                                 max_new_tokens=max_new_tokens, samples=samples, chat=chat,
+                                 system_prompt=system_prompt, max_turns=max_turns)
     problems = heldout_problems(gym, gym_kwargs, n, seed, exclude_prompts)
-    completions = generate(model, tokenizer, [p["prompt"] for p in problems],
-                           max_new_tokens=max_new_tokens, batch_size=batch_size)
+    prompts = [as_prompt(p["prompt"], chat, system_prompt) for p in problems]
+    completions = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
     return score_completions(gym, gym_kwargs, problems, completions, samples=samples)
+
+
+def as_prompt(observation: str, chat: bool, system_prompt: str | None = None):
+    """A gym's text as the model sees it: as it is, or as chat messages for the chat template."""
+    if not chat:
+        return observation
+    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    return [*system, {"role": "user", "content": observation}]
+
+
+def is_multi_turn(gym: str, gym_kwargs: dict[str, Any]) -> bool:
+    import gyms
+
+    env = gyms.make(gym, **gym_kwargs)
+    try:
+        return bool(getattr(env.unwrapped, "multi_turn", False))
+    finally:
+        env.close()
+
+
+def evaluate_episodes(model, tokenizer, gym: str, gym_kwargs: dict[str, Any], *, n: int, seed: int,
+                      batch_size: int = 128, max_new_tokens: int = 16, samples: int = 20, chat: bool = False,
+                      system_prompt: str | None = None, max_turns: int | None = None) -> EvalResult:
+    """Play n held-out episodes greedily (seeds `item_seed(seed, i)`); accuracy is the share solved.
+
+    Multi-turn episodes share their first observation ("Guess the number from 1 to 100"), so problems
+    are told apart by seed rather than by prompt. Also reports the mean number of turns per episode.
+    """
+    import gyms
+    from ftkit.engine import HFEngine, SamplingParams
+    from ftkit.rl.rollout import collect
+
+    engine = HFEngine(model, tokenizer, batch_size=batch_size)
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0, logprobs=False)
+    seeds = [item_seed(seed, i) for i in range(n)]
+    batch = collect(engine, tokenizer, gym, seeds, params, group_size=1, env_kwargs=gym_kwargs, chat=chat,
+                    system_prompt=system_prompt, max_turns=max_turns, max_context=context_length(model))
+    trajectories = [e.trajectory for e in batch.episodes]
+    result = EvalResult(gym=gyms.resolve_id(gym), n=n, correct=sum(t.solved for t in trajectories))
+    groups: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for t in trajectories:
+        key = difficulty_key(t.info.get("difficulty") or {})
+        groups[key][0] += 1
+        groups[key][1] += t.solved
+    result.by_difficulty = {key: {"n": k, "correct": c, "accuracy": c / k} for key, (k, c) in sorted(groups.items())}
+    result.mean_turns = sum(t.num_turns for t in trajectories) / max(1, n)
+    result.mean_reward = sum(t.total_reward for t in trajectories) / max(1, n)
+    for t in trajectories[:samples]:
+        transcript = " | ".join(f"{turn.action.strip()!r} -> {_feedback(t, i)}" for i, turn in enumerate(t.turns))
+        result.samples.append({"prompt": t.turns[0].observation if t.turns else t.final_observation,
+                               "completion": transcript, "answer": str(t.info.get("answer", "")),
+                               "reward": t.total_reward, "solved": t.solved})
+    return result
+
+
+def _feedback(trajectory, turn_index: int) -> str:
+    """What the gym answered to a turn: the next turn's observation, or the final one."""
+    turns = trajectory.turns
+    return turns[turn_index + 1].observation if turn_index + 1 < len(turns) else trajectory.final_observation
+
+
+def context_length(model) -> int | None:
+    """The longest sequence the model's position embeddings cover, when its config says."""
+    config = getattr(model, "config", None)
+    for name in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, name, None)
+        if isinstance(value, int):
+            return value
+    return None
 
 
 def samples_markdown(result: EvalResult) -> str:
     """Sample generations as a Markdown table a person can skim."""
+    turns = f", {result.mean_turns:.2f} turns per episode" if result.mean_turns is not None else ""
     lines = [f"# Sample generations ({result.gym})", "",
-             f"Held-out accuracy: {result.accuracy:.1%} ({result.correct}/{result.n})", "",
+             f"Held-out accuracy: {result.accuracy:.1%} ({result.correct}/{result.n}){turns}", "",
              "| prompt | model's answer | correct answer | solved |", "| --- | --- | --- | --- |"]
     for s in result.samples:
         lines.append(f"| `{_cell(s['prompt'])}` | `{_cell(s['completion'])}` | `{_cell(s['answer'])}` | "

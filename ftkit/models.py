@@ -84,9 +84,9 @@ def _which_run_makes(folder: Path) -> str:
     """A hint when a missing folder looks like the output of a shipped recipe: '; run ... first'."""
     parts = folder.parts
     if len(parts) >= 2 and parts[0] == "runs":
-        recipe = Path("recipes") / f"{parts[1]}.yaml"
-        if recipe.is_file():
-            return f" (it is made by `ftkit sft {recipe.as_posix()}`: run that first)"
+        shipped = Path(__file__).resolve().parents[1] / "recipes"  # beside the package (editable installs)
+        if (Path("recipes") / f"{parts[1]}.yaml").is_file() or (shipped / f"{parts[1]}.yaml").is_file():
+            return f" (it is made by `ftkit sft recipes/{parts[1]}.yaml`: run that first)"
     return ""
 
 

@@ -52,3 +52,24 @@ def plot_run(run_dir: str | Path) -> list[Path]:
                "held-out exact match": _series(records, "heldout_accuracy")}),
     ]
     return [p for p in written if p is not None]
+
+
+def plot_rl_run(run_dir: str | Path) -> list[Path]:
+    """Write reward.png, accuracy.png and policy.png for an RL run; returns the files written."""
+    run_dir = Path(run_dir)
+    records = MetricsLog(run_dir / "metrics.jsonl").read()
+    written = [
+        _plot(run_dir / "reward.png", "Rollout reward", "per episode",
+              {"reward (mean)": _series(records, "reward_mean"), "success rate": _series(records, "success_rate"),
+               "groups with identical rewards": _series(records, "identical_groups")}),
+        _plot(run_dir / "accuracy.png", "Held-out accuracy (greedy)", "accuracy",
+              {"held-out": _series(records, "heldout_accuracy")}),
+        _plot(run_dir / "policy.png", "Policy", "value",
+              {"entropy (nats/token)": _series(records, "entropy"), "KL to reference": _series(records, "kl"),
+               "clip fraction": _series(records, "clip_fraction")}),
+    ]
+    turns = _series(records, "heldout_mean_turns")
+    if turns[0]:
+        written.append(_plot(run_dir / "turns.png", "Turns per held-out episode", "turns",
+                             {"held-out": turns, "rollouts": _series(records, "turns_mean")}))
+    return [p for p in written if p is not None]

@@ -132,6 +132,8 @@ class EnvPolicy:
         EnvPolicy(lambda observations, envs: [gyms.oracle(env) for env in envs])
 
     The runner calls `fn(observations, envs)` with the envs of the running episodes, in the same order.
+    Such a policy may answer `None` for an episode to stop it where it is, marked truncated (a model
+    policy does this when the conversation no longer fits its context).
     """
 
     def __init__(
@@ -249,7 +251,10 @@ def _play_in_lockstep(
         observations = [_observation(trajectories[i], chat) for i in running]
         actions = _call_policy(policy, observations, [envs[i] for i in running])
         for i, action in zip(running, actions):
-            _step(envs[i], trajectories[i], action)
+            if action is None:  # an EnvPolicy gave up on this episode (e.g. a model's context is full)
+                trajectories[i].truncated = True
+            else:
+                _step(envs[i], trajectories[i], action)
     still_running = [t for t in trajectories if not t.done]
     if still_running and max_turns is None:
         raise GymError(
@@ -282,6 +287,8 @@ def _call_policy(
             "it must return exactly one action per observation, in the same order"
         )
     for index, action in enumerate(actions):
+        if action is None and isinstance(policy, EnvPolicy):
+            continue  # ends that episode, marked truncated
         if not isinstance(action, str):
             raise GymError(
                 f"the policy's action {index} is a {type(action).__name__} ({action!r:.60}); every action must be a str"

@@ -61,6 +61,13 @@ class EpisodeTokens:
             self.messages.append({"role": "assistant", "content": content})
             self._rendered += self.tokenizer.decode(token_ids)
 
+    def truncate(self, length: int) -> None:
+        """Drop everything after the first `length` tokens (an observation the policy never answered)."""
+        if self.chat and length < len(self.input_ids):
+            self.messages.pop()  # the user message whose tokens are dropped
+            self._rendered = self.tokenizer.decode(self.input_ids[:length])
+        del self.input_ids[length:], self.policy_mask[length:], self.logprobs[length:]
+
     def prompt_ids(self) -> list[int]:
         """The whole sequence so far: what the engine continues from on the next turn."""
         return list(self.input_ids)

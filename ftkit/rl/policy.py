@@ -1,0 +1,105 @@
+"""The policy as tensors: padded episode batches, per-token log-probabilities, entropy and values.
+
+    python -c "from ftkit.rl.policy import pad_episodes; help(pad_episodes)"
+
+Position t of the model's output predicts token t + 1, so everything per token here is shifted by one:
+for a batch of length L, log-probabilities, entropies, values, the loss mask and PPO's rewards are all
+(B, L - 1), and entry t belongs to token t + 1 of `input_ids`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ftkit.rl.rollout import Episode
+
+
+def pad_episodes(episodes: Sequence[Episode], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad the episodes' token sequences into tensors.
+
+    Returns input_ids and attention_mask (B, L), and, shifted to (B, L - 1): loss_mask (1 on the tokens
+    the policy sampled) and sample_logprobs (the engine's log-probability of each sampled token).
+    """
+    length = max(len(e.tokens.input_ids) for e in episodes)
+    B = len(episodes)
+    input_ids = torch.full((B, length), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((B, length), dtype=torch.long)
+    policy_mask = torch.zeros((B, length), dtype=torch.float32)
+    logprobs = torch.zeros((B, length), dtype=torch.float32)
+    for row, episode in enumerate(episodes):
+        n = len(episode.tokens.input_ids)
+        input_ids[row, :n] = torch.tensor(episode.tokens.input_ids)
+        attention_mask[row, :n] = 1
+        policy_mask[row, :n] = torch.tensor(episode.tokens.policy_mask, dtype=torch.float32)
+        logprobs[row, :n] = torch.tensor(episode.tokens.logprobs, dtype=torch.float32)
+    return {"input_ids": input_ids, "attention_mask": attention_mask,
+            "loss_mask": policy_mask[:, 1:], "sample_logprobs": logprobs[:, 1:]}
+
+
+def token_rewards(episodes: Sequence[Episode], length: int) -> torch.Tensor:
+    """PPO's per-token rewards (B, L - 1): each turn's reward on the last token of that turn's action."""
+    rewards = torch.zeros((len(episodes), length - 1))
+    for row, episode in enumerate(episodes):
+        for end, reward in episode.reward_positions:
+            rewards[row, end - 1] += reward
+    return rewards
+
+
+class ValueHead(nn.Module):
+    """PPO's critic: a linear map from the policy's last hidden state to a scalar value per position.
+
+    It shares the policy's transformer (one model in memory, as in many RLHF implementations) and
+    starts at zero, so the first advantages are the returns themselves.
+    """
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.linear = nn.Linear(hidden_size, 1)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.linear(hidden.float()).squeeze(-1)
+
+
+def forward_tokens(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, temperature: float = 1.0,
+                   value_head: nn.Module | None = None, with_entropy: bool = False):
+    """One forward pass: (logprobs, entropy or None, values or None), each (B, L - 1).
+
+    Logits are divided by the sampling temperature, so that the log-probabilities are those of the
+    distribution the tokens were sampled from. Entropy is computed without gradient (it is logged,
+    not optimised).
+    """
+    out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+                output_hidden_states=value_head is not None)
+    logits = out.logits[:, :-1].float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    targets = input_ids[:, 1:].unsqueeze(-1)
+    # log p(token) = logit(token) - logsumexp(logits): no (B, L, V) log-softmax tensor is kept.
+    log_norm = torch.logsumexp(logits, dim=-1)
+    logprobs = logits.gather(-1, targets).squeeze(-1) - log_norm
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            probs = torch.softmax(logits, dim=-1)
+            entropy = log_norm - (probs * logits).sum(-1)
+    values = value_head(out.hidden_states[-1][:, :-1]) if value_head is not None else None
+    return logprobs, entropy, values
+
+
+def disable_dropout(model: nn.Module) -> int:
+    """Set every dropout to p=0; returns how many there were.
+
+    PPO's ratio compares the policy's probabilities at sampling time with those at update time; random
+    dropout masks would make the two differ even before any update (TRL does the same).
+    """
+    count = 0
+    for module in model.modules():
+        if isinstance(module, nn.Dropout) and module.p > 0:
+            module.p = 0.0
+            count += 1
+    return count

@@ -1,0 +1,156 @@
+"""Rollouts: the policy plays a batch of gym episodes through a generation engine, token by token.
+
+    python -c "from ftkit.rl.rollout import collect; help(collect)"
+
+Each RL step draws `prompts_per_step` problems (gym seeds) and plays each one `group_size` times with
+the same seed, so the episodes of a group face the same problem and differ only by the policy's
+sampling: that is what GRPO and RLOO compare. Episodes are played by the gyms' runner
+(`gyms.runner.run_episodes`, the loop evaluation and data collection use too); the policy given to
+the runner asks the engine for each action and records, per episode, the exact token sequence with
+the environment's tokens masked out (`EpisodeTokens`), the sampling log-probabilities, and where
+each turn's reward lands.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ftkit.engine import Engine, SamplingParams
+from ftkit.errors import TrainingError
+from ftkit.rl.sequences import EpisodeTokens
+from gyms.runner import EnvPolicy, Trajectory, run_episodes
+
+
+@dataclass
+class Episode:
+    """One played episode, ready to train on.
+
+    `reward_positions` holds, for each turn, the index in `tokens.input_ids` of the action's last
+    token and the reward the gym gave for that turn: PPO's per-token rewards are placed there.
+    """
+
+    trajectory: Trajectory
+    tokens: EpisodeTokens
+    group: int  # episodes with the same group played the same problem
+    reward_positions: list[tuple[int, float]] = field(default_factory=list)
+    hit_length_limit: int = 0  # actions cut by max_new_tokens (the model did not stop by itself)
+
+    @property
+    def reward(self) -> float:
+        return self.trajectory.total_reward
+
+    @property
+    def policy_tokens(self) -> int:
+        return sum(self.tokens.policy_mask)
+
+
+@dataclass
+class RolloutBatch:
+    episodes: list[Episode]
+    generated_tokens: int
+    seconds: float
+    context_cuts: int = 0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.generated_tokens / self.seconds if self.seconds else 0.0
+
+
+class EnginePolicy:
+    """A runner policy backed by a generation engine, recording each episode's tokens.
+
+    The runner calls it once per turn with the observations of the episodes still running and their
+    envs; the env object identifies the episode (its text alone would not: a group's episodes share
+    it), so each env gets its own `EpisodeTokens`. On the first turn every episode is running, in the
+    order of the seeds, which is the order `episodes()` returns them in.
+    """
+
+    def __init__(self, engine: Engine, tokenizer, params: SamplingParams, *, chat: bool = False,
+                 system_prompt: str | None = None, max_context: int | None = None, gym: str = ""):
+        self.engine, self.tokenizer, self.params = engine, tokenizer, params
+        self.chat, self.system_prompt = chat, system_prompt
+        self.max_context, self.gym = max_context, gym
+        self._episodes: dict[int, EpisodeTokens] = {}
+        self._ends: dict[int, list[int]] = {}
+        self._cut: dict[int, int] = {}
+        self._order: list[int] = []
+        self.generated_tokens = 0
+        self.context_cuts = 0  # episodes ended early because the next turn would not fit the context
+
+    def as_runner_policy(self) -> EnvPolicy:
+        return EnvPolicy(self._act, name="engine")
+
+    def _act(self, observations: list[str], envs: list) -> list[str | None]:
+        prompts, playing = [], []
+        for observation, env in zip(observations, envs):
+            key = id(env)
+            if key not in self._episodes:
+                self._episodes[key] = EpisodeTokens(self.tokenizer, chat=self.chat, system_prompt=self.system_prompt)
+                self._ends[key], self._cut[key] = [], 0
+                self._order.append(key)
+            episode = self._episodes[key]
+            before = len(episode.input_ids)
+            episode.add_observation(observation)
+            if not self._fits(episode):
+                if not self._ends[key]:
+                    raise TrainingError(
+                        f"the first observation of {self.gym} plus rollout.max_new_tokens "
+                        f"({len(episode.input_ids)} + {self.params.max_new_tokens} tokens) does not fit the "
+                        f"model's context of {self.max_context} tokens")
+                episode.truncate(before)  # the unanswered observation is not part of what is trained on
+                self.context_cuts += 1
+                continue
+            prompts.append(episode.prompt_ids())
+            playing.append(env)
+        completions = self.engine.generate(prompts, self.params) if prompts else []
+        actions: dict[int, str] = {}
+        for env, completion in zip(playing, completions):
+            key = id(env)
+            actions[key] = completion.text
+            # Chat mode keeps the decoded tokens as the message, so the template re-renders them exactly.
+            self._episodes[key].add_action(completion.token_ids, completion.logprobs,
+                                           None if self.chat else completion.text)
+            self._ends[key].append(len(self._episodes[key].input_ids) - 1)
+            self._cut[key] += completion.finish_reason == "length"
+            self.generated_tokens += len(completion.token_ids)
+        # None ends an episode whose conversation no longer fits the model (the runner marks it truncated).
+        return [actions.get(id(env)) for env in envs]
+
+    def _fits(self, episode: EpisodeTokens) -> bool:
+        return self.max_context is None or len(episode.input_ids) + self.params.max_new_tokens <= self.max_context
+
+    def episodes(self, trajectories: list[Trajectory], groups: list[int]) -> list[Episode]:
+        """Pair the recorded token sequences with the runner's trajectories (same order)."""
+        if len(self._order) != len(trajectories):
+            raise TrainingError(f"recorded {len(self._order)} episodes for {len(trajectories)} trajectories")
+        episodes = []
+        for key, trajectory, group in zip(self._order, trajectories, groups):
+            ends = self._ends[key]
+            rewards = [turn.reward for turn in trajectory.turns]
+            episodes.append(Episode(trajectory, self._episodes[key], group, list(zip(ends, rewards)),
+                                    self._cut[key]))
+        return episodes
+
+
+def collect(engine: Engine, tokenizer, gym: str, seeds: list[int], params: SamplingParams, *, group_size: int,
+            env_kwargs: dict[str, Any] | None = None, options: list[dict[str, Any] | None] | None = None,
+            chat: bool = False, system_prompt: str | None = None, max_turns: int | None = None,
+            max_context: int | None = None) -> RolloutBatch:
+    """Play each seed `group_size` times (groups next to each other) and return the episodes.
+
+        collect(engine, tok, "arithmetic", seeds=[3, 9], params=SamplingParams(max_new_tokens=8), group_size=4)
+    """
+    policy = EnginePolicy(engine, tokenizer, params, chat=chat, system_prompt=system_prompt,
+                          max_context=max_context, gym=gym)
+    episode_seeds = [seed for seed in seeds for _ in range(group_size)]
+    groups = [g for g in range(len(seeds)) for _ in range(group_size)]
+    episode_options = None if options is None else [o for o in options for _ in range(group_size)]
+    started = time.perf_counter()
+    trajectories = run_episodes(gym, policy.as_runner_policy(), episode_seeds, env_kwargs=env_kwargs,
+                                options=episode_options, max_turns=max_turns)
+    seconds = time.perf_counter() - started
+    for trajectory in trajectories:
+        trajectory.system_prompt = system_prompt
+    return RolloutBatch(policy.episodes(trajectories, groups), policy.generated_tokens, seconds, policy.context_cuts)
