@@ -229,8 +229,11 @@ def run_eval(args) -> int:
         exclude = {r["prompt"] for r in gym_examples(gym_id, trained["train_size"], trained["train_seed"],
                                                       env_kwargs=trained.get("gym_kwargs") or {})}
     model, tokenizer = load_for_eval(args.model)
+    # An RL-trained model remembers how it saw the gym: as chat or plain text, and its turn limit.
+    playing = {k: trained[k] for k in ("chat", "system_prompt", "max_turns") if same_task and k in trained}
     result = evaluate_on_gym(model, tokenizer, gym_id, gym_kwargs, n=args.n, seed=seed, exclude_prompts=exclude,
-                             batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, samples=args.samples)
+                             batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, samples=args.samples,
+                             **playing)
     print_result(result, gym_kwargs, excluded=len(exclude))
     if args.output:
         Path(args.output).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
@@ -243,8 +246,9 @@ def print_result(result: EvalResult, gym_kwargs: dict[str, Any], excluded: int =
 
     console = Console(highlight=False)
     note = f", {excluded:,} training prompts excluded" if excluded else ""
+    turns = f", {result.mean_turns:.2f} turns per episode" if result.mean_turns is not None else ""
     console.print(f"{result.gym} {gym_kwargs or ''}: held-out accuracy [bold]{result.accuracy:.1%}[/] "
-                  f"({result.correct}/{result.n}{note})")
+                  f"({result.correct}/{result.n}{note}){turns}")
     table = Table("difficulty", "n", "accuracy")
     for key, g in result.by_difficulty.items():
         table.add_row(key, str(g["n"]), f"{g['accuracy']:.1%}")

@@ -36,10 +36,18 @@ class Episode:
     group: int  # episodes with the same group played the same problem
     reward_positions: list[tuple[int, float]] = field(default_factory=list)
     hit_length_limit: int = 0  # actions cut by max_new_tokens (the model did not stop by itself)
+    format_weight: float = 0.0
 
     @property
     def reward(self) -> float:
-        return self.trajectory.total_reward
+        """What the policy is trained to raise: the gym's reward, plus the weighted format reward if any."""
+        return self.trajectory.total_reward + self.format_weight * self.format_score
+
+    @property
+    def format_score(self) -> float:
+        """The mean of the turns' `format_reward` (a mean, so that longer episodes do not earn more)."""
+        scores = [t.info.get("format_reward", 0.0) for t in self.trajectory.turns]
+        return sum(scores) / len(scores) if scores else 0.0
 
     @property
     def policy_tokens(self) -> int:
@@ -121,26 +129,31 @@ class EnginePolicy:
     def _fits(self, episode: EpisodeTokens) -> bool:
         return self.max_context is None or len(episode.input_ids) + self.params.max_new_tokens <= self.max_context
 
-    def episodes(self, trajectories: list[Trajectory], groups: list[int]) -> list[Episode]:
+    def episodes(self, trajectories: list[Trajectory], groups: list[int], format_weight: float = 0.0) -> list[Episode]:
         """Pair the recorded token sequences with the runner's trajectories (same order)."""
         if len(self._order) != len(trajectories):
             raise TrainingError(f"recorded {len(self._order)} episodes for {len(trajectories)} trajectories")
         episodes = []
         for key, trajectory, group in zip(self._order, trajectories, groups):
             ends = self._ends[key]
-            rewards = [turn.reward for turn in trajectory.turns]
+            turns = max(1, len(trajectory.turns))
+            rewards = [turn.reward + format_weight * turn.info.get("format_reward", 0.0) / turns
+                       for turn in trajectory.turns]
             episodes.append(Episode(trajectory, self._episodes[key], group, list(zip(ends, rewards)),
-                                    self._cut[key]))
+                                    self._cut[key], format_weight))
         return episodes
 
 
 def collect(engine: Engine, tokenizer, gym: str, seeds: list[int], params: SamplingParams, *, group_size: int,
             env_kwargs: dict[str, Any] | None = None, options: list[dict[str, Any] | None] | None = None,
             chat: bool = False, system_prompt: str | None = None, max_turns: int | None = None,
-            max_context: int | None = None) -> RolloutBatch:
+            max_context: int | None = None, format_reward_weight: float = 0.0) -> RolloutBatch:
     """Play each seed `group_size` times (groups next to each other) and return the episodes.
 
         collect(engine, tok, "arithmetic", seeds=[3, 9], params=SamplingParams(max_new_tokens=8), group_size=4)
+
+    `format_reward_weight` adds that much of the gym's `format_reward` (the mean over an episode's
+    turns) to what the policy is trained on: a dense signal that teaches the answer's form first.
     """
     policy = EnginePolicy(engine, tokenizer, params, chat=chat, system_prompt=system_prompt,
                           max_context=max_context, gym=gym)
@@ -153,4 +166,5 @@ def collect(engine: Engine, tokenizer, gym: str, seeds: list[int], params: Sampl
     seconds = time.perf_counter() - started
     for trajectory in trajectories:
         trajectory.system_prompt = system_prompt
-    return RolloutBatch(policy.episodes(trajectories, groups), policy.generated_tokens, seconds, policy.context_cuts)
+    episodes = policy.episodes(trajectories, groups, format_reward_weight)
+    return RolloutBatch(episodes, policy.generated_tokens, seconds, policy.context_cuts)

@@ -241,7 +241,8 @@ class RLRun:
         return collect(self.engine, self.tokenizer, r.gym.id, seeds, params, group_size=r.rollout.group_size,
                        env_kwargs=r.gym.kwargs, options=options, chat=r.gym.chat,
                        system_prompt=r.gym.system_prompt, max_turns=r.gym.max_turns,
-                       max_context=context_length(self.policy))
+                       max_context=context_length(self.policy),
+                       format_reward_weight=r.rollout.format_reward_weight)
 
     def _training_seeds(self) -> list[int]:
         """This process's problems for this step: a fixed seed stream, skipping held-out prompts.
@@ -625,7 +626,8 @@ class _Progress:
 def _episode_stats(batch: RolloutBatch, group_size: int) -> dict[str, Any]:
     """What the rollout batch shows about the policy: reward, success, lengths, turns."""
     episodes = batch.episodes
-    rewards = torch.tensor([e.reward for e in episodes])
+    rewards = torch.tensor([e.trajectory.total_reward for e in episodes])  # the gym's own, unshaped
+    trained = torch.tensor([e.reward for e in episodes])
     actions = sum(e.trajectory.num_turns for e in episodes)
     formats = [t.info["format_reward"] for e in episodes for t in e.trajectory.turns if "format_reward" in t.info]
     stats = {
@@ -634,13 +636,15 @@ def _episode_stats(batch: RolloutBatch, group_size: int) -> dict[str, Any]:
         "success_rate": sum(e.trajectory.solved for e in episodes) / len(episodes),
         "response_length": sum(e.policy_tokens for e in episodes) / len(episodes),
         "turns_mean": actions / len(episodes),
-        "identical_groups": alg.identical_group_fraction(rewards, group_size),
+        "identical_groups": alg.identical_group_fraction(trained, group_size),
         "length_limit_fraction": sum(e.hit_length_limit for e in episodes) / max(1, actions),
         "context_cut_fraction": batch.context_cuts / len(episodes),
         "episodes": len(episodes),
     }
     if formats:
         stats["format_reward"] = sum(formats) / len(formats)
+    if not torch.equal(rewards, trained):
+        stats["shaped_reward_mean"] = trained.mean().item()
     return stats
 
 
