@@ -117,6 +117,8 @@ class ArithmeticEnv(TextEnv):
     - `terms`: how many operands, an int or a `[min, max]` range (2 to 8). Default 2. A fixed value
       draws nothing from the generator, so two-term problems are the same as before `terms` existed.
     - `answer_format`: "plain" or "reversed". Default "plain".
+    - `op_weights`: how often each of `ops` is drawn, relative weights in the same order, e.g.
+      `ops=["+", "-"], op_weights=[4, 1]` for four additions to one subtraction. Default: uniform.
     - `render_mode`: None or "ansi".
 
     `reset(options={"op": "*", "digits": 5, "terms": 3})` pins the operator (every operator, when
@@ -143,11 +145,13 @@ class ArithmeticEnv(TextEnv):
         answer_format: str = "plain",
         render_mode: str | None = None,
         terms: int | Sequence[int] = 2,
+        op_weights: Sequence[float] | None = None,
     ) -> None:
         super().__init__(
             render_mode=render_mode, max_observation_length=MAX_PROBLEM_LENGTH, max_action_length=4096
         )
         self.ops = _check_ops(ops)
+        self.op_weights = _check_op_weights(op_weights, self.ops)
         self.digits = check_range(digits, "digits", 1, MAX_DIGITS)
         self.answer_format = _check_answer_format(answer_format)
         self.terms = check_range(terms, "terms", 2, MAX_TERMS)
@@ -194,7 +198,9 @@ class ArithmeticEnv(TextEnv):
     def _choose_op(self, options: dict[str, Any]) -> str:
         if "op" in options:
             return _check_op(options["op"], "options['op']")
-        return self.ops[int(self.np_random.integers(len(self.ops)))]
+        if self.op_weights is None:  # uniform: the original draw, so default problems stay the same
+            return self.ops[int(self.np_random.integers(len(self.ops)))]
+        return self.ops[int(self.np_random.choice(len(self.ops), p=self.op_weights))]
 
     def _choose_digits(self, options: dict[str, Any]) -> int:
         if "digits" in options:
@@ -269,6 +275,18 @@ def _check_ops(ops: Any) -> tuple[str, ...]:
         raise GymError(f"ops may only contain {_ALLOWED_OPS}; got {list(ops)!r} (unknown: {unknown!r})")
     # Drop repeats so that the draw stays uniform over distinct operators.
     return tuple(dict.fromkeys(_check_op(op, "ops") for op in ops))
+
+
+def _check_op_weights(weights: Any, ops: tuple[str, ...]) -> tuple[float, ...] | None:
+    """Normalised draw probabilities for `ops`, or None for uniform."""
+    if weights is None:
+        return None
+    if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence) or len(weights) != len(ops):
+        raise GymError(f"op_weights must be a list of {len(ops)} numbers, one per op in {list(ops)}; got {weights!r}")
+    if any(isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < float("inf") for w in weights) or not sum(weights) > 0:
+        raise GymError(f"op_weights must be non-negative numbers with a positive sum; got {list(weights)!r}")
+    total = float(sum(weights))
+    return tuple(float(w) / total for w in weights)
 
 
 def _check_answer_format(answer_format: Any) -> str:

@@ -188,6 +188,7 @@ def run_episodes(
     chat: bool = False,
     system_prompt: str | None = None,
     max_turns: int | None = None,
+    reuse_envs: bool = False,
 ) -> list[Trajectory]:
     """Play one episode per seed, all in lockstep; return their trajectories in the order of `seeds`.
 
@@ -198,6 +199,9 @@ def run_episodes(
     - `chat`: give the policy chat messages (the conversation so far) instead of the latest text.
     - `system_prompt`: with `chat=True`, the first message of every conversation.
     - `max_turns`: stop an episode after this many actions, marking it truncated.
+    - `reuse_envs`: keep the envs for the next call with the same gym and arguments instead of closing
+      them (`gymnasium.make` costs more than a short episode; RL plays hundreds per step). Every
+      episode still starts with `reset(seed=...)`, which is all a gym's state may depend on.
 
     Raises `GymError` when the policy returns the wrong number of actions or an action that is not a
     `str`, or when an episode runs past `SAFETY_MAX_TURNS` without a `max_turns`.
@@ -213,17 +217,28 @@ def run_episodes(
     if system_prompt is not None and not chat:
         raise GymError("system_prompt needs chat=True: a text observation has nowhere to put it")
     gym_id = resolve_id(gym)
-    envs = [make(gym_id, **(env_kwargs or {})) for _ in seeds]
+    pool_key = (gym_id, repr(sorted((env_kwargs or {}).items())))
+    pooled = _ENV_POOL.pop(pool_key, []) if reuse_envs else []
+    envs = pooled[: len(seeds)] + [make(gym_id, **(env_kwargs or {})) for _ in range(len(seeds) - len(pooled))]
+    finished = False
     try:
         trajectories = [
             _start(env, gym_id, seed, opts, system_prompt)
             for env, seed, opts in zip(envs, seeds, per_episode_options)
         ]
         _play_in_lockstep(envs, trajectories, policy, chat, max_turns)
+        finished = True
         return trajectories
     finally:
-        for env in envs:
-            env.close()
+        if reuse_envs and finished:
+            _ENV_POOL[pool_key] = envs + pooled[len(seeds) :]
+        else:
+            for env in envs + pooled[len(seeds) :]:
+                env.close()
+
+
+# Envs kept between calls by `run_episodes(..., reuse_envs=True)`, per (gym id, constructor arguments).
+_ENV_POOL: dict[tuple[str, str], list[gymnasium.Env]] = {}
 
 
 def _start(

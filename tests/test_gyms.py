@@ -530,3 +530,19 @@ def test_format_answer_round_trips(value, answer_format):
         digits = digits[::-1]
     assert int(digits) * (-1 if text.startswith("-") else 1) == value
     assert parse_answer(text) == text
+
+
+def test_arithmetic_op_weights_set_how_often_each_op_is_drawn():
+    import gyms
+
+    env = gyms.make("arithmetic", ops=["+", "-"], op_weights=[4, 1])
+    ops = [env.reset(seed=seed)[1]["difficulty"]["op"] for seed in range(2000)]
+    assert 0.76 < ops.count("+") / len(ops) < 0.84
+    uniform = gyms.make("arithmetic", ops=["+", "-"])
+    same = gyms.make("arithmetic", ops=["+", "-"], op_weights=None)
+    assert [uniform.reset(seed=s)[0] for s in range(20)] == [same.reset(seed=s)[0] for s in range(20)]
+    only_minus = gyms.make("arithmetic", ops=["+", "-"], op_weights=[0, 1])
+    assert {only_minus.reset(seed=s)[1]["difficulty"]["op"] for s in range(50)} == {"-"}
+    for bad in ([1], [1, -1], [0, 0], "ab", [1, float("nan")], [1, True]):
+        with pytest.raises(GymError, match="op_weights"):
+            gyms.make("arithmetic", ops=["+", "-"], op_weights=bad)

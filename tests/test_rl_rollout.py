@@ -110,11 +110,12 @@ def test_padding_and_ppo_rewards_are_shifted_onto_the_predicting_positions(token
 
 
 def test_forward_log_probs_match_the_engines_sampling_log_probs(tokenizer):
+    import tempfile
+
+    from transformers import AutoModelForCausalLM
+
     from ftkit.engine import HFEngine
     from ftkit.scratch import build_scratch
-
-    import tempfile
-    from transformers import AutoModelForCausalLM
 
     with tempfile.TemporaryDirectory() as folder:
         build_scratch("tiny", folder, seed=0)

@@ -10,7 +10,7 @@ import torch
 
 from ftkit.errors import ConfigError, FtkitError, TrainingError
 from ftkit.rl.config import load_rl_recipe
-from gyms.base import TextEnv, text_space
+from gyms.base import TextEnv
 
 
 class FirstByteEnv(TextEnv):

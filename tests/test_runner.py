@@ -277,3 +277,16 @@ def test_guess_number_by_binary_search_over_chat():
 
 def test_docstring_examples_run():
     assert doctest.testmod(gyms.runner).failed == 0
+
+
+def test_reused_envs_replay_the_same_episodes_as_fresh_ones(monkeypatch):
+    import gyms.runner
+
+    _ENV_POOL: dict = {}
+    monkeypatch.setattr(gyms.runner, "_ENV_POOL", _ENV_POOL)  # empty, whatever other tests left in it
+    fresh = run_episodes("guess_number", oracle_policy(), seeds=[1, 2, 3])
+    first = run_episodes("guess_number", oracle_policy(), seeds=[1, 2, 3], reuse_envs=True)
+    pooled = next(envs for key, envs in _ENV_POOL.items() if key[0] == "ftkit/GuessNumber-v0")
+    again = run_episodes("guess_number", oracle_policy(), seeds=[1, 2, 3, 4], reuse_envs=True)
+    assert [t.to_dict() for t in first] == [t.to_dict() for t in fresh] == [t.to_dict() for t in again[:3]]
+    assert len(again) == 4 and len(pooled) == 3

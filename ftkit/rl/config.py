@@ -58,6 +58,9 @@ class RolloutSection(Section):
 
 class RLTrainSection(Section):
     steps: int = Field(100, gt=0, description="RL steps: each is one rollout batch and its updates.")
+    time_limit_minutes: float | None = Field(
+        None, gt=0, description="Also stop (and save, and evaluate) once training has run this long."
+    )
     learning_rate: float = Field(1e-5, gt=0, description="AdamW learning rate.")
     lr_schedule: Literal["constant", "linear", "cosine"] = Field("constant", description="Learning-rate decay.")
     warmup_steps: int = Field(0, ge=0, description="Optimizer steps of linear warm-up.")

@@ -162,7 +162,7 @@ def collect(engine: Engine, tokenizer, gym: str, seeds: list[int], params: Sampl
     episode_options = None if options is None else [o for o in options for _ in range(group_size)]
     started = time.perf_counter()
     trajectories = run_episodes(gym, policy.as_runner_policy(), episode_seeds, env_kwargs=env_kwargs,
-                                options=episode_options, max_turns=max_turns)
+                                options=episode_options, max_turns=max_turns, reuse_envs=True)
     seconds = time.perf_counter() - started
     for trajectory in trajectories:
         trajectory.system_prompt = system_prompt

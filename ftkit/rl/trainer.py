@@ -197,8 +197,13 @@ class RLRun:
 
     def train(self) -> None:
         progress = _Progress(self.console, self.recipe.train.steps, self.step)
+        limit = self.recipe.train.time_limit_minutes
+        deadline = time.perf_counter() + limit * 60 if limit else math.inf
         with progress:
             while self.step < self.recipe.train.steps:
+                if time.perf_counter() > deadline:
+                    self.console.print(f"time limit of {limit:g} minutes reached at step {self.step}")
+                    break
                 stats = self.train_step()
                 self.step += 1
                 self._log(stats)
@@ -234,8 +239,10 @@ class RLRun:
         from ftkit.engine import SamplingParams
         from ftkit.evaluate import context_length
 
+        # The update recomputes every log-prob with the training forward pass (the "old" policy is the
+        # policy before the update), so the engine need not return its sampling log-probs here.
         params = SamplingParams(max_new_tokens=r.rollout.max_new_tokens, temperature=r.rollout.temperature,
-                                top_p=r.rollout.top_p, stop=tuple(r.rollout.stop))
+                                top_p=r.rollout.top_p, stop=tuple(r.rollout.stop), logprobs=False)
         seeds = self._training_seeds()
         options = [self.curriculum.options()] * len(seeds) if self.curriculum else None
         return collect(self.engine, self.tokenizer, r.gym.id, seeds, params, group_size=r.rollout.group_size,
@@ -275,7 +282,6 @@ class RLRun:
         t, device = self.recipe.train, self.accelerator.device
         episodes = batch.episodes
         tensors = {k: v.to(device) for k, v in pad_episodes(episodes, self.tokenizer.pad_token_id).items()}
-        mask = tensors["loss_mask"]
         rewards = torch.tensor([e.reward for e in episodes], device=device)
         scored = self._score(tensors)  # old log-probs, reference log-probs, old values (no gradient)
         advantages, returns = self._advantages(episodes, rewards, tensors, scored)
@@ -582,7 +588,7 @@ class RLRun:
             c.print(f"held-out accuracy: {before}[bold]{s['heldout_accuracy_end']:.1%}[/] (n={s['eval_n']})")
         if s["heldout_mean_turns_end"] is not None:
             start = s["heldout_mean_turns_start"]
-            c.print(f"turns per episode: " + (f"{start:.2f} -> " if start is not None else "")
+            c.print("turns per episode: " + (f"{start:.2f} -> " if start is not None else "")
                     + f"{s['heldout_mean_turns_end']:.2f}")
         wall = s["wall_time_s"] or 0.0
         c.print(f"{s['steps']} steps ({s['episodes']:,} episodes) in {wall:.0f}s; rollout "
@@ -599,7 +605,14 @@ class _Progress:
     """A rich progress bar with reward and success rate; plain lines when not on a terminal."""
 
     def __init__(self, console: Console, total: int, done: int):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.console = console
         self.progress = Progress(TextColumn("[bold]rl"), BarColumn(), MofNCompleteColumn(),

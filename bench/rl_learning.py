@@ -1,0 +1,105 @@
+"""Does RL teach? GRPO, RLOO and PPO each train from the SFT model; held-out accuracy before and after.
+
+    python bench/rl_learning.py                       # 20 minutes per algorithm, then guess_number
+    python bench/rl_learning.py --minutes 5 --algos grpo --skip-guess-number
+
+1. The starting model (default `runs/gpt2_math/model`, made by `ftkit sft recipes/gpt2_math.yaml`) is
+   scored greedily on the candidate arithmetic tasks, to show where the RL recipes' task sits: the
+   target is a start between 20% and 70%, where groups of samples disagree and RL has room to gain.
+2. Each algorithm runs its shipped recipe (`recipes/<algo>_arithmetic.yaml`) from that model with a
+   wall-clock budget (`train.time_limit_minutes`); the run's own summary gives accuracy before and
+   after on the same 500 held-out problems, and the wall time.
+3. `recipes/grpo_guess_number.yaml` runs the same way; its summary gives the mean number of turns per
+   held-out episode before and after (an unsolved episode counts all its turns).
+
+Runs go to runs/bench_rl/<name>. The printed figures are measurements, not pass/fail checks; the
+issue's targets (a gain of at least 15 points per algorithm within 20 minutes; fewer turns) are
+printed beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CANDIDATES = {
+    "addition (the SFT task)": {"ops": ["+"], "digits": 3, "answer_format": "reversed"},
+    "subtraction": {"ops": ["-"], "digits": 3, "answer_format": "reversed"},
+    "addition + subtraction (the RL recipes' task)": {"ops": ["+", "-"], "digits": 3, "answer_format": "reversed"},
+}
+
+
+def start_scores(model: str, n: int) -> dict[str, float]:
+    from ftkit.evaluate import evaluate_on_gym, load_for_eval
+
+    policy, tokenizer = load_for_eval(model)
+    return {name: evaluate_on_gym(policy, tokenizer, "arithmetic", kwargs, n=n, seed=1, max_new_tokens=6,
+                                  samples=0).accuracy
+            for name, kwargs in CANDIDATES.items()}
+
+
+def run_recipe(recipe: str, model: str, minutes: float, threads: int, extra: list[str]) -> dict:
+    name = Path(recipe).stem
+    out = ROOT / "runs" / "bench_rl" / name
+    cmd = [sys.executable, "-m", "ftkit", "rl", str(ROOT / "recipes" / recipe), f"model.name={model}",
+           f"output_dir={out}", f"train.time_limit_minutes={minutes}", "train.steps=100000", "--overwrite", *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
+    started = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        return {"name": name, "error": (done.stderr.strip().splitlines() or ["?"])[-1]}
+    summary = json.loads((out / "summary.json").read_text())
+    return {"name": name, "wall_s": wall, **summary}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="runs/gpt2_math/model")
+    parser.add_argument("--minutes", type=float, default=20.0, help="training budget per algorithm")
+    parser.add_argument("--algos", nargs="+", default=["grpo", "rloo", "ppo"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--eval-n", type=int, default=500)
+    parser.add_argument("--skip-guess-number", action="store_true")
+    args = parser.parse_args()
+    if not Path(args.model).is_dir():
+        sys.exit(f"no model at {args.model}: run `ftkit sft recipes/gpt2_math.yaml` first")
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    print(f"starting model {args.model}: greedy held-out accuracy (n={args.eval_n}, eval seed 1)")
+    for name, accuracy in start_scores(args.model, args.eval_n).items():
+        band = "in the 20-70% band" if 0.2 <= accuracy <= 0.7 else "outside the 20-70% band"
+        print(f"  {name:<46} {accuracy:6.1%}  ({band})")
+
+    rows = [run_recipe(f"{algo}_arithmetic.yaml", args.model, args.minutes, args.threads, []) for algo in args.algos]
+    print(f"\nRL on addition + subtraction, {args.minutes:g} minutes of training each, {args.threads} threads")
+    print(f"{'recipe':<18} {'before':>8} {'after':>8} {'gain':>8} {'steps':>7} {'wall':>8}   target: gain >= 15 points")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['name']:<18} failed: {r['error']}")
+            continue
+        gain = (r["heldout_accuracy_end"] - r["heldout_accuracy_start"]) * 100
+        print(f"{r['name']:<18} {r['heldout_accuracy_start']:8.1%} {r['heldout_accuracy_end']:8.1%} "
+              f"{gain:+7.1f}p {r['steps']:7d} {r['wall_s'] / 60:7.1f}m   {'met' if gain >= 15 else 'not met'}")
+
+    if not args.skip_guess_number:
+        g = run_recipe("grpo_guess_number.yaml", args.model, args.minutes, args.threads, [])
+        print("\nmulti-turn: guess_number (1 to 16, at most 7 guesses), held-out episodes")
+        if "error" in g:
+            print(f"  failed: {g['error']}")
+        else:
+            print(f"  mean turns per episode {g['heldout_mean_turns_start']:.2f} -> {g['heldout_mean_turns_end']:.2f} "
+                  f"(target: fewer); solved {g['heldout_accuracy_start']:.1%} -> {g['heldout_accuracy_end']:.1%}; "
+                  f"{g['steps']} steps in {g['wall_s'] / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""`ftkit rl`: the short form finds the shipped recipe; bad input is one line and exit code 2."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from ftkit.cli import main
+from ftkit.rl.shortcuts import recipe_from_args
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err and err.startswith("error: "), err
+    return err
+
+
+def test_short_form_runs_the_shipped_recipe_with_flags_as_overrides():
+    recipe = recipe_from_args(None, [], gym="arithmetic")
+    assert recipe.name == "grpo_arithmetic" and recipe.gym.kwargs["ops"] == ["+", "-"]
+    assert recipe.model.name == "runs/gpt2_math/model"
+    ppo = recipe_from_args(None, ["train.steps=7"], gym="arithmetic", algo="ppo", model="some/folder")
+    assert (ppo.name, ppo.algo, ppo.model.name, ppo.train.steps) == ("ppo_arithmetic", "ppo", "some/folder", 7)
+    # No shipped recipe for this pair: the built-in defaults with that gym.
+    plain = recipe_from_args(None, [], gym="countdown", algo="rloo")
+    assert (plain.name, plain.gym.id, plain.algo) == ("rloo_countdown", "countdown", "rloo")
+    # An override given where the recipe would go (`ftkit rl --gym arithmetic train.steps=5`).
+    assert recipe_from_args("train.steps=5", [], gym="arithmetic").train.steps == 5
+
+
+def test_every_shipped_rl_recipe_validates():
+    from pathlib import Path
+
+    from ftkit.rl.config import load_rl_recipe
+
+    names = sorted(p.name for p in Path("recipes").glob("*_*.yaml") if "algo" in yaml.safe_load(p.read_text()))
+    assert names == ["grpo_arithmetic.yaml", "grpo_guess_number.yaml", "ppo_arithmetic.yaml", "rloo_arithmetic.yaml"]
+    for name in names:
+        recipe = load_rl_recipe(Path("recipes") / name)
+        assert Path("recipes", name).read_text().startswith(f"# ftkit rl recipes/{name}")
+        assert recipe.model.name == "runs/gpt2_math/model"
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["rl"], "needs a recipe"),
+        (["rl", "--gym", "arithmetc"], 'unknown gym "arithmetc" (did you mean "arithmetic"?)'),
+        (["rl", "--gym", "arithmetic", "train.learnin_rate=1"], 'did you mean "learning_rate"'),
+        (["rl", "--gym", "arithmetic", "rollout.group_size=1"], "group_size must be >= 2"),
+        (["rl", "--gym", "arithmetic", "gym.kwargs={ops:[+]}"], "not valid YAML"),
+        (["rl", "--gym", "arithmetic", "--model", "runs/nothing_here/model"], "no such model folder"),
+        (["rl", "recipes/gpt2_math.yaml"], "is an SFT recipe"),
+        (["sft", "recipes/grpo_arithmetic.yaml"], "is an RL recipe"),
+        (["rl", "no/such/recipe.yaml"], "no such recipe file"),
+    ],
+)
+def test_bad_rl_input_is_one_line(argv, expected, capsys, tmp_path, monkeypatch):
+    assert main([*argv, f"output_dir={tmp_path / 'run'}"] if argv[0] == "rl" and len(argv) > 1 else argv) == 2
+    assert expected in _error_line(capsys)
+
+
+def test_missing_start_model_names_the_command_to_run_first(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no runs/gpt2_math here
+    assert main(["rl", "--gym", "arithmetic"]) == 2
+    err = _error_line(capsys)
+    assert "runs/gpt2_math/model" in err and "ftkit sft recipes/gpt2_math.yaml" in err
+    assert not (tmp_path / "runs" / "grpo_arithmetic").exists()  # no half-made run folder left behind
