@@ -27,6 +27,18 @@ from ftkit.errors import TrainingError
 from ftkit.runs import MetricsLog
 
 
+def progress_bar(console: Console, label: str) -> Progress:
+    """The bar SFT and RL share: steps done, a `stats` text field, time spent and left.
+
+    Off when the console is not a terminal (CI logs, pipes): the trainers print a line per log instead.
+    """
+    return Progress(
+        TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+        console=console, transient=False, disable=not console.is_terminal,
+    )
+
+
 class ProgressCallback(TrainerCallback):
     """A rich progress bar with loss, tokens/s and time left; plain log lines when not on a terminal."""
 
@@ -38,11 +50,7 @@ class ProgressCallback(TrainerCallback):
         self._last: tuple[float, float] | None = None  # (time, cumulative tokens) at the last log
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.progress = Progress(
-            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
-            console=self.console, transient=False, disable=not self.console.is_terminal,
-        )
+        self.progress = progress_bar(self.console, "train")
         self.progress.start()
         self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, stats="")
 

@@ -20,8 +20,7 @@ from pathlib import Path
 
 from ftkit.errors import FtkitError
 from ftkit.gym_cli import add_gym_commands
-
-DEFAULT_RL_MODEL = "runs/gpt2_math/model"  # ftkit.rl.config.DEFAULT_MODEL, without importing pydantic here
+from ftkit.rl import DEFAULT_MODEL as DEFAULT_RL_MODEL
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130

@@ -128,6 +128,18 @@ _RESERVED_TRAIN_KEYS = {
 }
 
 
+# The recipes shipped beside the package (an editable install or a clone run from another folder).
+SHIPPED_RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def find_recipe(filename: str) -> Path | None:
+    """A shipped recipe: recipes/<filename> in the working folder, else beside the package."""
+    for folder in (Path("recipes"), SHIPPED_RECIPES):
+        if (folder / filename).is_file():
+            return folder / filename
+    return None
+
+
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Load a YAML recipe, apply `key.sub=value` overrides, and validate everything."""
     raw = read_recipe_dict(path, overrides)
@@ -269,8 +281,8 @@ def _check_range(key: str, name: str, value: Any) -> None:
         raise ConfigError(f'recipe key "{key}": must be >= 0, got {value}')
 
 
-def recipe_to_yaml(recipe: Recipe) -> str:
-    """The resolved recipe as YAML, for the run folder (every default filled in)."""
+def recipe_to_yaml(recipe: BaseModel) -> str:
+    """The resolved recipe (SFT or RL) as YAML, for the run folder (every default filled in)."""
     return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
 
 

@@ -57,24 +57,30 @@ def score_completions(gym: str, gym_kwargs: dict[str, Any], problems: list[dict[
 
     env = gyms.make(gym, **gym_kwargs)
     result = EvalResult(gym=gyms.resolve_id(gym), n=len(problems), correct=0)
-    groups: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    outcomes = []
     for problem, completion in zip(problems, completions):
         obs, _ = env.reset(seed=item_seed(problem["seed"], problem["index"]))
         assert obs == problem["prompt"], "a gym must replay the same problem from the same seed"
         _, reward, _, _, info = env.step(completion)
         solved = bool(info.get("solved", reward >= 1.0))
         result.correct += solved
-        key = difficulty_key(problem.get("difficulty") or {})
-        groups[key][0] += 1
-        groups[key][1] += solved
+        outcomes.append((problem.get("difficulty"), solved))
         if len(result.samples) < samples:
             result.samples.append({"prompt": problem["prompt"], "completion": completion,
                                    "answer": problem["answer"], "reward": float(reward), "solved": solved})
     env.close()
-    result.by_difficulty = {
-        key: {"n": n, "correct": c, "accuracy": c / n} for key, (n, c) in sorted(groups.items())
-    }
+    result.by_difficulty = by_difficulty(outcomes)
     return result
+
+
+def by_difficulty(outcomes) -> dict[str, dict[str, Any]]:
+    """{"digits=3 op=+": {"n", "correct", "accuracy"}, ...} from (difficulty dict, solved) pairs."""
+    groups: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for difficulty, solved in outcomes:
+        key = difficulty_key(difficulty or {})
+        groups[key][0] += 1
+        groups[key][1] += bool(solved)
+    return {key: {"n": n, "correct": c, "accuracy": c / n} for key, (n, c) in sorted(groups.items())}
 
 
 def difficulty_key(difficulty: dict[str, Any]) -> str:
@@ -137,12 +143,7 @@ def evaluate_episodes(model, tokenizer, gym: str, gym_kwargs: dict[str, Any], *,
                     system_prompt=system_prompt, max_turns=max_turns, max_context=context_length(model))
     trajectories = [e.trajectory for e in batch.episodes]
     result = EvalResult(gym=gyms.resolve_id(gym), n=n, correct=sum(t.solved for t in trajectories))
-    groups: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for t in trajectories:
-        key = difficulty_key(t.info.get("difficulty") or {})
-        groups[key][0] += 1
-        groups[key][1] += t.solved
-    result.by_difficulty = {key: {"n": k, "correct": c, "accuracy": c / k} for key, (k, c) in sorted(groups.items())}
+    result.by_difficulty = by_difficulty((t.info.get("difficulty"), t.solved) for t in trajectories)
     result.mean_turns = sum(t.num_turns for t in trajectories) / max(1, n)
     result.mean_reward = sum(t.total_reward for t in trajectories) / max(1, n)
     for t in trajectories[:samples]:
@@ -206,7 +207,7 @@ def load_for_eval(model: str):
 
 def training_data_info(model: str) -> dict[str, Any]:
     """What the model was trained on, when an ftkit run saved it (ftkit_training_data.json)."""
-    from ftkit.sft import TRAINING_DATA_FILE
+    from ftkit.runs import TRAINING_DATA_FILE
 
     info_file = Path(model) / TRAINING_DATA_FILE
     return json.loads(info_file.read_text()) if info_file.is_file() else {}

@@ -82,11 +82,11 @@ def _locate(cfg: ModelConfig, work_dir: Path, seed: int) -> str:
 
 def _which_run_makes(folder: Path) -> str:
     """A hint when a missing folder looks like the output of a shipped recipe: '; run ... first'."""
+    from ftkit.config import find_recipe
+
     parts = folder.parts
-    if len(parts) >= 2 and parts[0] == "runs":
-        shipped = Path(__file__).resolve().parents[1] / "recipes"  # beside the package (editable installs)
-        if (Path("recipes") / f"{parts[1]}.yaml").is_file() or (shipped / f"{parts[1]}.yaml").is_file():
-            return f" (it is made by `ftkit sft recipes/{parts[1]}.yaml`: run that first)"
+    if len(parts) >= 2 and parts[0] == "runs" and find_recipe(f"{parts[1]}.yaml"):
+        return f" (it is made by `ftkit sft recipes/{parts[1]}.yaml`: run that first)"
     return ""
 
 

@@ -22,6 +22,9 @@ from typing import Any
 
 from ftkit.errors import FtkitError, TrainingError
 
+# Written into a trained model's folder so that `ftkit eval` can find its task and skip its training problems.
+TRAINING_DATA_FILE = "ftkit_training_data.json"
+
 PACKAGES = ("ftkit", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes",
             "gymnasium", "deepspeed", "vllm")
 
@@ -34,6 +37,51 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def save_folder_atomic(final: Path, write) -> None:
+    """Write a whole folder with `write(staging_folder)` beside `final`, then rename it into place.
+
+    A kill during the write leaves the previous version (or nothing), never a half-written folder.
+    """
+    staging = final.with_name(f".{final.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    write(staging)
+    old = final.with_name(f".{final.name}.old")
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(staging, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def checkpoint_step(path: Path) -> int:
+    """`checkpoint_step(Path("checkpoints/checkpoint-500"))` is 500."""
+    return int(path.name.split("-")[-1])
+
+
+def checkpoints(folder: Path) -> list[Path]:
+    """The checkpoint-<step> folders in `folder`, oldest first."""
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()), key=checkpoint_step)
+
+
+def last_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint whose trainer_state.json is whole.
+
+    transformers (and ftkit's RL trainer) write trainer_state.json last, so a checkpoint killed halfway
+    lacks it (or holds a truncated one): such a folder is skipped, and the one before it is used. That
+    makes each checkpoint all-or-nothing for resuming.
+    """
+    for path in reversed(checkpoints(folder)):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+            return path
+        except (OSError, ValueError):
+            print(f"skipping incomplete checkpoint {path}", file=sys.stderr)
+    return None
 
 
 def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:

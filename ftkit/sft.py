@@ -10,12 +10,8 @@ so reading `SFTRun.run()` top to bottom is reading what fine-tuning is.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -33,10 +29,17 @@ from ftkit.models import (
     resolve_model,
 )
 from ftkit.plots import plot_run
-from ftkit.runs import MetricsLog, environment_info, prepare_run_dir, write_json_atomic, write_text_atomic
-
-# Written into the model folder so that `ftkit eval` can find the task and skip the training problems.
-TRAINING_DATA_FILE = "ftkit_training_data.json"
+from ftkit.runs import (
+    TRAINING_DATA_FILE,
+    MetricsLog,
+    checkpoint_step,
+    environment_info,
+    last_complete_checkpoint,
+    prepare_run_dir,
+    save_folder_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 
 def main(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
@@ -190,7 +193,7 @@ class SFTRun:
             if checkpoint is None:
                 raise TrainingError(f"--resume: no complete checkpoint in {self.run_dir / 'checkpoints'}; "
                                     "run again without --resume (and with --overwrite) to start over")
-            step = _checkpoint_step(checkpoint)
+            step = checkpoint_step(checkpoint)
             self.metrics.truncate_after(step)
             self.console.print(f"resuming from {checkpoint} (step {step})")
         started = time.perf_counter()
@@ -207,17 +210,13 @@ class SFTRun:
         leaves the previous version (or nothing), never a half-written model.
         """
         model = self.trainer.model
-        self.model_dir = self.run_dir / "model"
-        if self.peft_config is None:
-            _save_atomic(self.model_dir, lambda d: (model.save_pretrained(d), self.tokenizer.save_pretrained(d)))
-        else:
-            self.model_dir = self.run_dir / "adapter"
-            _save_atomic(self.model_dir, lambda d: (model.save_pretrained(d), self.tokenizer.save_pretrained(d)))
-            if self.recipe.merge_adapter:
-                from ftkit.export import merge_adapter
+        self.model_dir = self.run_dir / ("model" if self.peft_config is None else "adapter")
+        save_folder_atomic(self.model_dir, lambda d: (model.save_pretrained(d), self.tokenizer.save_pretrained(d)))
+        if self.peft_config is not None and self.recipe.merge_adapter:
+            from ftkit.export import merge_adapter
 
-                merge_adapter(self.model_dir, self.run_dir / "merged")
-                self.console.print(f"merged LoRA into a plain model folder: {self.run_dir / 'merged'}")
+            merge_adapter(self.model_dir, self.run_dir / "merged")
+            self.console.print(f"merged LoRA into a plain model folder: {self.run_dir / 'merged'}")
         write_json_atomic(self.model_dir / TRAINING_DATA_FILE, self._training_data_info())
 
     def _training_data_info(self) -> dict[str, Any]:
@@ -326,43 +325,6 @@ def _file_dataset(path: str, data):
     return to_sft_dataset(load_records(path), format=data.format, prompt_field=data.prompt_field,
                           completion_field=data.completion_field, messages_field=data.messages_field,
                           text_field=data.text_field)
-
-
-def _save_atomic(final: Path, write) -> None:
-    staging = final.with_name(f".{final.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    write(staging)
-    old = final.with_name(f".{final.name}.old")
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(staging, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def last_complete_checkpoint(folder: Path) -> Path | None:
-    """The newest checkpoint whose trainer_state.json is whole.
-
-    transformers writes a checkpoint's files in place and trainer_state.json last, so a checkpoint
-    killed halfway lacks it (or holds a truncated one): such a folder is skipped, and the one before
-    it is used. That makes each checkpoint all-or-nothing for resuming.
-    """
-    if not folder.is_dir():
-        return None
-    candidates = sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-                        key=_checkpoint_step, reverse=True)
-    for path in candidates:
-        try:
-            json.loads((path / "trainer_state.json").read_text())
-            return path
-        except (OSError, ValueError):
-            print(f"skipping incomplete checkpoint {path}", file=sys.stderr)
-    return None
-
-
-def _checkpoint_step(path: Path) -> int:
-    return int(path.name.split("-")[-1])
 
 
 def _logged_tokens(metrics: MetricsLog) -> float:

@@ -85,6 +85,16 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> 
     return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1)
 
 
+def aggregate(per_token: torch.Tensor, mask: torch.Tensor, aggregation: str = "token") -> torch.Tensor:
+    """One number from per-token values: the mean over every masked token ("token"), or the mean
+    within each sequence and then over sequences ("sequence")."""
+    if aggregation == "token":
+        return masked_mean(per_token, mask)
+    if aggregation == "sequence":
+        return masked_mean(per_token, mask, dim=1).mean()
+    raise ValueError(f'aggregation must be "token" or "sequence", got {aggregation!r}')
+
+
 def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
                 mask: torch.Tensor, clip_eps: float = 0.2, aggregation: str = "token") -> tuple[torch.Tensor, dict]:
     """PPO's clipped surrogate, -min(ratio · A, clip(ratio, 1 - eps, 1 + eps) · A), over masked tokens.
@@ -99,13 +109,7 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
     ratio = torch.exp(logprobs - old_logprobs)
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * advantages
-    per_token = -torch.min(unclipped, clipped)
-    if aggregation == "token":
-        loss = masked_mean(per_token, mask)
-    elif aggregation == "sequence":
-        loss = masked_mean(per_token, mask, dim=1).mean()
-    else:
-        raise ValueError(f'aggregation must be "token" or "sequence", got {aggregation!r}')
+    loss = aggregate(-torch.min(unclipped, clipped), mask, aggregation)
     with torch.no_grad():
         was_clipped = ((ratio < 1 - clip_eps) & (advantages < 0)) | ((ratio > 1 + clip_eps) & (advantages > 0))
         stats = {"clip_fraction": masked_mean(was_clipped.float(), mask).item(),

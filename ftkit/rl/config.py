@@ -19,13 +19,12 @@ from ftkit.config import (
     ModelConfig,
     QuantizationSection,
     Section,
+    merge_overrides,
     read_recipe_dict,
     validate_section,
 )
 from ftkit.errors import ConfigError
-
-# Where `ftkit rl` starts when neither the recipe nor --model says: the flagship SFT recipe's output.
-DEFAULT_MODEL = "runs/gpt2_math/model"
+from ftkit.rl import DEFAULT_MODEL
 
 
 class GymSection(Section):
@@ -148,8 +147,6 @@ def load_rl_recipe(path: str | Path | None, overrides: list[str] | None = None,
     if path is not None:
         raw = read_recipe_dict(path, overrides)
     else:
-        from ftkit.config import merge_overrides
-
         raw = merge_overrides(base or {}, overrides) if overrides else dict(base or {})
     if path is not None and "algo" not in raw and "data" in raw:
         raise ConfigError(f"{path} is an SFT recipe (it has `data:`): run it with `ftkit sft {path}`")

@@ -36,18 +36,11 @@ class Episode:
     group: int  # episodes with the same group played the same problem
     reward_positions: list[tuple[int, float]] = field(default_factory=list)
     hit_length_limit: int = 0  # actions cut by max_new_tokens (the model did not stop by itself)
-    format_weight: float = 0.0
 
     @property
     def reward(self) -> float:
-        """What the policy is trained to raise: the gym's reward, plus the weighted format reward if any."""
-        return self.trajectory.total_reward + self.format_weight * self.format_score
-
-    @property
-    def format_score(self) -> float:
-        """The mean of the turns' `format_reward` (a mean, so that longer episodes do not earn more)."""
-        scores = [t.info.get("format_reward", 0.0) for t in self.trajectory.turns]
-        return sum(scores) / len(scores) if scores else 0.0
+        """What the policy is trained to raise: the sum of its turns' (possibly shaped) rewards."""
+        return sum(reward for _, reward in self.reward_positions)
 
     @property
     def policy_tokens(self) -> int:
@@ -136,11 +129,13 @@ class EnginePolicy:
         episodes = []
         for key, trajectory, group in zip(self._order, trajectories, groups):
             ends = self._ends[key]
+            # A turn's format reward counts 1/turns of the weight: the episode gets the weighted *mean*,
+            # so that a longer episode does not earn more for being long.
             turns = max(1, len(trajectory.turns))
             rewards = [turn.reward + format_weight * turn.info.get("format_reward", 0.0) / turns
                        for turn in trajectory.turns]
             episodes.append(Episode(trajectory, self._episodes[key], group, list(zip(ends, rewards)),
-                                    self._cut[key], format_weight))
+                                    self._cut[key]))
         return episodes
 
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ftkit.config import find_recipe
 from ftkit.errors import ConfigError
 from ftkit.rl.config import RLRecipe, load_rl_recipe
-
-PACKAGE_RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
 def recipe_from_args(recipe: str | None, overrides: list[str], *, gym: str | None = None,
@@ -47,14 +46,6 @@ def recipe_from_args(recipe: str | None, overrides: list[str], *, gym: str | Non
         return load_rl_recipe(shipped, sugar + overrides)
     base = {"name": f"{algo or 'grpo'}_{short}", "algo": algo or "grpo", "gym": {"id": gym}}
     return load_rl_recipe(None, sugar + overrides, base=base)
-
-
-def find_recipe(filename: str) -> Path | None:
-    """A shipped recipe: recipes/<filename> in the working folder, else beside the package."""
-    for folder in (Path("recipes"), PACKAGE_RECIPES):
-        if (folder / filename).is_file():
-            return folder / filename
-    return None
 
 
 def _short_name(gym_id: str) -> str:

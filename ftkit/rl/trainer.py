@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from ftkit.config import recipe_to_yaml
 from ftkit.errors import TrainingError
 from ftkit.evaluate import EvalResult, evaluate_on_gym, heldout_problems, is_multi_turn, samples_markdown
 from ftkit.models import count_parameters, load_model, load_tokenizer, lora_config, resolve_model
@@ -39,7 +40,17 @@ from ftkit.rl.config import RLRecipe
 from ftkit.rl.curriculum import Curriculum
 from ftkit.rl.policy import ValueHead, disable_dropout, forward_tokens, pad_episodes, token_rewards
 from ftkit.rl.rollout import RolloutBatch, collect
-from ftkit.runs import MetricsLog, environment_info, prepare_run_dir, write_json_atomic, write_text_atomic
+from ftkit.runs import (
+    TRAINING_DATA_FILE,
+    MetricsLog,
+    checkpoints,
+    environment_info,
+    last_complete_checkpoint,
+    prepare_run_dir,
+    save_folder_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 CHECKPOINT_STATE = "trainer_state.json"  # written last: a checkpoint without it is incomplete
 
@@ -107,7 +118,7 @@ class RLRun:
     def _setup_run_dir(self) -> None:
         if self.is_main:
             prepare_run_dir(self.run_dir, resume=self.resume, overwrite=self.overwrite)
-            write_text_atomic(self.run_dir / "recipe.yaml", _recipe_yaml(self.recipe))
+            write_text_atomic(self.run_dir / "recipe.yaml", recipe_to_yaml(self.recipe))
             write_json_atomic(self.run_dir / "env.json", environment_info())
         self.accelerator.wait_for_everyone()
 
@@ -393,7 +404,7 @@ class RLRun:
         loss, clip_stats = alg.policy_loss(logprobs, old, advantages[rows], mask, t.clip_eps, t.loss_aggregation)
         stats = {"policy_loss": loss.item(), "entropy": alg.masked_mean(entropy, mask).item(), **clip_stats}
         if scored["ref_logprobs"] is not None:
-            kl = _aggregate(alg.kl_penalty(logprobs, scored["ref_logprobs"][rows], t.kl_estimator), mask,
+            kl = alg.aggregate(alg.kl_penalty(logprobs, scored["ref_logprobs"][rows], t.kl_estimator), mask,
                             t.loss_aggregation)
             stats["kl"] = kl.item()
             if algo != "ppo":  # GRPO and RLOO put the KL in the loss; PPO already put it in the reward
@@ -425,7 +436,7 @@ class RLRun:
         if not keep or batch is None:
             return
         ranked = sorted(batch.episodes, key=lambda e: e.reward, reverse=True)
-        picked = [ranked[i] for i in sorted({0, len(ranked) - 1, *range(1, keep - 1)}) if i < len(ranked)][:keep]
+        picked = ranked if len(ranked) <= keep else (ranked[: max(keep - 1, 1)] + ranked[-1:])[:keep]
         with (self.run_dir / "trajectories.jsonl").open("a") as f:
             for episode in picked:
                 f.write(json.dumps({"step": self.step, "group": episode.group, **episode.trajectory.to_dict()}) + "\n")
@@ -464,35 +475,38 @@ class RLRun:
         self.accelerator.wait_for_everyone()
         if self.is_main:
             folder = self.run_dir / "checkpoints"
-            final = folder / f"checkpoint-{self.step}"
-            staging = folder / f".checkpoint-{self.step}.tmp"
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-            self._save_weights(staging)
-            torch.save(self.optimizer.state_dict(), staging / "optimizer.pt")
-            torch.save(self.scheduler.state_dict(), staging / "scheduler.pt")
-            torch.save(_rng_state(), staging / "rng.pt")
-            state = {"step": self.step, "curriculum": self.curriculum.state_dict() if self.curriculum else None,
-                     "eval_history": self.eval_history, "warned": self.warned}
-            (staging / CHECKPOINT_STATE).write_text(json.dumps(state, indent=2) + "\n")  # last: marks it whole
-            shutil.rmtree(final, ignore_errors=True)
-            staging.rename(final)
-            _prune_checkpoints(folder, self.recipe.train.save_total_limit)
+            save_folder_atomic(folder / f"checkpoint-{self.step}", self._write_checkpoint)
+            for old in checkpoints(folder)[: -self.recipe.train.save_total_limit]:
+                shutil.rmtree(old, ignore_errors=True)
         self.accelerator.wait_for_everyone()
 
-    def _save_weights(self, folder: Path) -> None:
-        name = "model" if self.recipe.method == "full" else "adapter"
-        self.policy.save_pretrained(folder / name)
-        self.tokenizer.save_pretrained(folder / name)
-        if self.value_head is not None:
-            from safetensors.torch import save_file
+    def _write_checkpoint(self, folder: Path) -> None:
+        self._save_policy(folder / self._weights_name)
+        self._save_value_head(folder)
+        torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
+        torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
+        torch.save(_rng_state(), folder / "rng.pt")
+        state = {"step": self.step, "curriculum": self.curriculum.state_dict() if self.curriculum else None,
+                 "eval_history": self.eval_history, "warned": self.warned}
+        (folder / CHECKPOINT_STATE).write_text(json.dumps(state, indent=2) + "\n")  # last: marks it whole
 
-            head = self.accelerator.unwrap_model(self.value_head)
-            save_file({k: v.contiguous() for k, v in head.state_dict().items()}, folder / "value_head.safetensors")
+    @property
+    def _weights_name(self) -> str:
+        return "model" if self.recipe.method == "full" else "adapter"
+
+    def _save_policy(self, folder: Path) -> None:
+        self.policy.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+
+    def _save_value_head(self, folder: Path) -> None:
+        if self.value_head is None:
+            return
+        from safetensors.torch import save_file
+
+        head = self.accelerator.unwrap_model(self.value_head)
+        save_file({k: v.contiguous() for k, v in head.state_dict().items()}, folder / "value_head.safetensors")
 
     def _resume_checkpoint(self) -> Path:
-        from ftkit.sft import last_complete_checkpoint
-
         checkpoint = last_complete_checkpoint(self.run_dir / "checkpoints")
         if checkpoint is None:
             raise TrainingError(f"--resume: no complete checkpoint in {self.run_dir / 'checkpoints'}; run again "
@@ -519,19 +533,11 @@ class RLRun:
 
     def save_model(self) -> None:
         """The trained policy as a standard Hugging Face folder (model/ or adapter/), written atomically."""
-        from ftkit.sft import TRAINING_DATA_FILE, _save_atomic
-
         self.accelerator.wait_for_everyone()
-        name = "model" if self.recipe.method == "full" else "adapter"
-        self.model_dir = self.run_dir / name
+        self.model_dir = self.run_dir / self._weights_name
         if self.is_main:
-            _save_atomic(self.model_dir, lambda d: (self.policy.save_pretrained(d), self.tokenizer.save_pretrained(d)))
-            if self.value_head is not None:
-                from safetensors.torch import save_file
-
-                head = self.accelerator.unwrap_model(self.value_head)
-                save_file({k: v.contiguous() for k, v in head.state_dict().items()},
-                          self.run_dir / "value_head.safetensors")
+            save_folder_atomic(self.model_dir, self._save_policy)
+            self._save_value_head(self.run_dir)
             gym = self.recipe.gym
             write_json_atomic(self.model_dir / TRAINING_DATA_FILE, {
                 "gym": gym.id, "gym_kwargs": gym.kwargs, "eval_seed": self.recipe.eval.seed, "train_size": None,
@@ -605,19 +611,10 @@ class _Progress:
     """A rich progress bar with reward and success rate; plain lines when not on a terminal."""
 
     def __init__(self, console: Console, total: int, done: int):
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from ftkit.callbacks import progress_bar
 
         self.console = console
-        self.progress = Progress(TextColumn("[bold]rl"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("left"),
-                                 TimeRemainingColumn(), console=console, disable=not console.is_terminal)
+        self.progress = progress_bar(console, "rl")
         self.task = self.progress.add_task("rl", total=total, completed=done, stats="")
         self.total = total
 
@@ -659,12 +656,6 @@ def _episode_stats(batch: RolloutBatch, group_size: int) -> dict[str, Any]:
     if not torch.equal(rewards, trained):
         stats["shaped_reward_mean"] = trained.mean().item()
     return stats
-
-
-def _aggregate(per_token: torch.Tensor, mask: torch.Tensor, aggregation: str) -> torch.Tensor:
-    if aggregation == "token":
-        return alg.masked_mean(per_token, mask)
-    return alg.masked_mean(per_token, mask, dim=1).mean()
 
 
 def _masked_std(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -714,19 +705,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.numpy().astype("uint32"), pos, has_gauss, cached))
-
-
-def _prune_checkpoints(folder: Path, keep: int) -> None:
-    found = sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-                   key=lambda p: int(p.name.split("-")[-1]))
-    for old in found[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _recipe_yaml(recipe: RLRecipe) -> str:
-    import yaml
-
-    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
 
 
 def _mean(values: list[float]) -> float | None:
