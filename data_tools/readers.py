@@ -15,6 +15,7 @@ later check (see `data_tools.formats`) can say exactly which line is wrong:
 | `train.json` (a list of objects)       | `train.json item 4`          | `json.load(f)[4]`            |
 | `train.parquet`                        | `train.parquet row 12`       | `pq.read_table(p)[12]`       |
 | folder from `Dataset.save_to_disk`     | `train_ds row 3`             | `load_from_disk(p)[3]`       |
+| folder from `ftkit collect`            | `data/demos row 3`           | `read_dataset(p)["train"][3]` |
 
 Line numbers are 1-based like an editor's; item and row numbers are 0-based like the index you would
 type in Python. Anything wrong with the file itself raises `DataError` with a one-line message.
@@ -31,7 +32,7 @@ from typing import Any, NamedTuple
 
 from ftkit.errors import DataError
 
-SUPPORTED = ".jsonl, .ndjson, .json, .csv, .parquet, or a folder written by Dataset.save_to_disk"
+SUPPORTED = ".jsonl, .ndjson, .json, .csv, .parquet, or a folder written by Dataset.save_to_disk or ftkit collect"
 
 
 class Record(NamedTuple):
@@ -215,8 +216,16 @@ def _read_parquet(path: Path) -> Iterator[Record]:
 
 
 def _read_saved_dataset(path: Path) -> Iterator[Record]:
-    """Read a folder written by `Dataset.save_to_disk` (a `DatasetDict` folder gives its "train" split)."""
+    """Read a folder written by `Dataset.save_to_disk` (a `DatasetDict` folder gives its "train" split),
+    or a hub-style folder of `data/<split>-*.parquet` files such as `ftkit collect` writes (its "train")."""
     import datasets
+
+    train_files = sorted((path / "data").glob("train-*.parquet")) if (path / "data").is_dir() else []
+    if train_files:
+        for file in train_files:
+            for record in _read_parquet(file):
+                yield Record(record.data, f"{path} {record.where.removeprefix(str(file) + ' ')}")
+        return
 
     try:
         loaded = datasets.load_from_disk(str(path))

@@ -2,9 +2,11 @@
 
     ftkit sft recipes/gpt2_math.yaml                       # fine-tune (full, LoRA or QLoRA) from a recipe
     ftkit rl --gym arithmetic                              # GRPO (or --algo rloo|ppo) from the SFT model
+    ftkit dpo recipes/dpo_arithmetic.yaml                  # preference pairs -> DPO (ftkit rm: reward model)
     ftkit eval --gym arithmetic --model runs/gpt2_math/model
     ftkit export runs/gpt2_math_lora/adapter runs/gpt2_math_lora/merged
     ftkit gym check arithmetic                             # list | play | new | check text gyms
+    ftkit collect demos --gym arithmetic --n 1000 --out data/arith_demos   # datasets with a card
 
 Mistakes in what the user typed or pointed at (a recipe key, a file, a gym id) are reported as one line
 and exit code 2; the traceback is kept for ftkit's own bugs.
@@ -18,6 +20,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from ftkit.collect_cli import add_collect_commands
 from ftkit.errors import FtkitError
 from ftkit.gym_cli import add_gym_commands
 from ftkit.rl import DEFAULT_MODEL as DEFAULT_RL_MODEL
@@ -44,6 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
     sft.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     sft.add_argument("--overwrite", action="store_true", help="replace an earlier run in the same folder")
     sft.set_defaults(func=_cmd_sft)
+
+    for kind, help_text in (("dpo", "direct preference optimization on preference pairs (TRL DPOTrainer)"),
+                            ("rm", "train a reward model on preference pairs (TRL RewardTrainer)")):
+        p = sub.add_parser(kind, help=help_text, description=f"{help_text}: ftkit {kind} recipes/{kind}_arithmetic.yaml")
+        p.add_argument("recipe", help=f"YAML recipe with kind: {kind}")
+        p.add_argument("overrides", nargs="*", help="dotted overrides: train.learning_rate=1e-5 method=lora")
+        p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+        p.add_argument("--overwrite", action="store_true", help="replace an earlier run in the same folder")
+        p.set_defaults(func=_cmd_preference, kind=kind)
 
     rl = sub.add_parser("rl", help="reinforcement learning (GRPO, RLOO, PPO) against a gym",
                         description="RL against a gym: ftkit rl --gym arithmetic, or ftkit rl RECIPE [key=value ...]")
@@ -77,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(func=_cmd_export)
 
     add_gym_commands(sub)  # ftkit gym list | play | new | check
+    add_collect_commands(sub)  # ftkit collect demos | rollouts | filter | pairs | import | label | ...
     return parser
 
 
@@ -86,6 +99,15 @@ def _cmd_sft(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.recipe, args.overrides)
     summary = sft.main(recipe, resume=args.resume, overwrite=args.overwrite)
+    return 0 if summary else 1
+
+
+def _cmd_preference(args: argparse.Namespace) -> int:
+    from ftkit import preference
+    from ftkit.config import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides, kind=args.kind)
+    summary = preference.main(recipe, resume=args.resume, overwrite=args.overwrite)
     return 0 if summary else 1
 
 
@@ -131,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # Overrides may come after flags (`ftkit rl --gym arithmetic --overwrite train.steps=5`), which
     # argparse alone rejects once the positionals are consumed: collect those key=value words here.
-    args, extra = parser.parse_known_args(argv)
+    raw_argv = list(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(raw_argv)
+    args.argv = raw_argv  # `ftkit collect` records the exact command in its dataset card
     if extra:
         if not hasattr(args, "overrides") or any("=" not in word or word.startswith("-") for word in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

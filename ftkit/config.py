@@ -103,12 +103,17 @@ class Recipe(Section):
     """A supervised fine-tuning recipe. Every field is documented once, here."""
 
     name: str = Field(description="Run name; the run folder defaults to runs/<name>.")
+    kind: Literal["sft", "dpo", "rm"] = Field(
+        "sft", description="sft (ftkit sft), dpo (ftkit dpo: preference pairs) or rm (ftkit rm: a reward model)."
+    )
     output_dir: str | None = Field(None, description="Run folder (default runs/<name>).")
     method: Literal["full", "lora", "qlora"] = Field("full", description="What trains: all weights or adapters.")
     seed: int = Field(0, ge=0, description="Seed for weights' init, data order and dropout.")
     model: ModelConfig
     data: DataConfig
-    train: dict[str, Any] = Field(default_factory=dict, description="Passed to TRL's SFTConfig.")
+    train: dict[str, Any] = Field(
+        default_factory=dict, description="Passed to TRL's SFTConfig, DPOConfig or RewardConfig (by kind)."
+    )
     lora: LoraSection = Field(default_factory=LoraSection)
     quantization: QuantizationSection = Field(default_factory=QuantizationSection)
     eval: EvalConfig = Field(default_factory=EvalConfig)
@@ -140,12 +145,24 @@ def find_recipe(filename: str) -> Path | None:
     return None
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Load a YAML recipe, apply `key.sub=value` overrides, and validate everything."""
+def load_recipe(path: str | Path, overrides: list[str] | None = None, kind: str = "sft") -> Recipe:
+    """Load a YAML recipe, apply `key.sub=value` overrides, and validate everything.
+
+    `kind` is the command that runs it (sft, dpo or rm): a recipe written for another one is an error
+    that names the right command.
+    """
     raw = read_recipe_dict(path, overrides)
     if "algo" in raw:
         raise ConfigError(f"{path} is an RL recipe (it has `algo:`): run it with `ftkit rl {path}`")
+    recipe_kind = raw.get("kind", "sft")
+    if recipe_kind != kind and recipe_kind in TRL_CONFIGS:
+        raise ConfigError(f"{path} is a {recipe_kind} recipe (kind: {recipe_kind}): run it with "
+                          f"`ftkit {recipe_kind} {path}`")
     return validate_recipe(raw)
+
+
+# The TRL config class that each kind of recipe's `train:` section is passed to.
+TRL_CONFIGS = {"sft": "SFTConfig", "dpo": "DPOConfig", "rm": "RewardConfig"}
 
 
 def read_recipe_dict(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -165,10 +182,10 @@ def validate_section(raw: dict[str, Any], schema: type[BaseModel]):
 def validate_recipe(raw: dict[str, Any]) -> Recipe:
     """Validate a recipe given as a plain dict (what the YAML file holds)."""
     recipe = validate_section(raw, Recipe)
-    recipe.train = validate_train_args(recipe.train, "train")
+    recipe.train = validate_train_args(recipe.train, "train", recipe.kind)
     if recipe.model.fallback is not None:
         fallback = recipe.model.fallback
-        fallback.train = validate_train_args(fallback.train, "model.fallback.train")
+        fallback.train = validate_train_args(fallback.train, "model.fallback.train", recipe.kind)
     return recipe
 
 
@@ -229,20 +246,25 @@ def _is_section(tp: Any) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The `train:` section, checked against TRL's SFTConfig
+# The `train:` section, checked against TRL's SFTConfig (or DPOConfig, RewardConfig)
 
 
-def sft_config_fields() -> dict[str, Any]:
-    """SFTConfig's field names mapped to their resolved type annotations."""
-    from trl import SFTConfig
+def trl_config_class(kind: str = "sft"):
+    import trl
 
-    hints = typing.get_type_hints(SFTConfig)
-    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(SFTConfig) if f.init}
+    return getattr(trl, TRL_CONFIGS[kind])
 
 
-def validate_train_args(train: dict[str, Any], where: str) -> dict[str, Any]:
-    """Check each key of a `train:` mapping against SFTConfig: known name, right type, sane range."""
-    fields = sft_config_fields()
+def sft_config_fields(kind: str = "sft") -> dict[str, Any]:
+    """The TRL config's field names (SFTConfig for kind sft) mapped to their resolved type annotations."""
+    config = trl_config_class(kind)
+    hints = typing.get_type_hints(config)
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(config) if f.init}
+
+
+def validate_train_args(train: dict[str, Any], where: str, kind: str = "sft") -> dict[str, Any]:
+    """Check each key of a `train:` mapping against TRL's config: known name, right type, sane range."""
+    fields = sft_config_fields(kind)
     checked = {}
     for key, value in train.items():
         if key in _RESERVED_TRAIN_KEYS:
@@ -250,7 +272,7 @@ def validate_train_args(train: dict[str, Any], where: str) -> dict[str, Any]:
         if key not in fields:
             raise ConfigError(
                 f'unknown recipe key "{where}.{key}"{did_you_mean(key, fields)} '
-                "(the train section takes TRL SFTConfig's fields)"
+                f"(the train section takes TRL {TRL_CONFIGS[kind]}'s fields)"
             )
         checked[key] = _check_type(f"{where}.{key}", fields[key], value)
         _check_range(f"{where}.{key}", key, checked[key])

@@ -48,6 +48,8 @@ def main(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> di
 
 
 class SFTRun:
+    accuracy_label = "held-out accuracy"
+
     def __init__(self, recipe: Recipe, *, resume: bool = False, overwrite: bool = False,
                  console: Console | None = None):
         self.recipe = recipe
@@ -142,12 +144,16 @@ class SFTRun:
                 + (f", {len(self.heldout):,} held-out problems from {self.eval_gym}" if self.heldout else ""))
 
     def _sft_config(self):
-        """TRL's SFTConfig: ftkit's defaults, then the recipe's `train:`, then the fallback's overrides."""
-        import torch
-        from trl import SFTConfig
+        """TRL's config (SFTConfig here; DPOConfig, RewardConfig in `ftkit.preference`): ftkit's defaults,
+        then the recipe's `train:`, then the fallback's overrides."""
+        import dataclasses
 
+        import torch
+
+        from ftkit.config import trl_config_class
+
+        config_class = trl_config_class(self.recipe.kind)
         bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        data = self.recipe.data
         defaults: dict[str, Any] = {
             "output_dir": str(self.run_dir / "checkpoints"),
             "seed": self.recipe.seed,
@@ -165,21 +171,27 @@ class SFTRun:
             # TRL turns activation checkpointing on by default: ~30% slower, and small models don't need it.
             "activation_checkpointing": False,
             "dataloader_num_workers": 0,
-            "completion_only_loss": data.completion_only_loss,
+            **self._kind_defaults(),
         }
         if self.eval_dataset is not None:  # a held-out file: log its loss beside the training loss
             defaults.update(eval_strategy="steps", eval_steps=self.recipe.train.get("save_steps", 500))
-        if self._is_conversational():
-            defaults["completion_only_loss"] = None
-            defaults["assistant_only_loss"] = data.completion_only_loss
+        known = {f.name for f in dataclasses.fields(config_class)}
+        defaults = {k: v for k, v in defaults.items() if k in known}
         args = {**defaults, **self.recipe.train, **self.resolved.train_overrides}
         if "gradient_checkpointing" in args:  # transformers' old name; the new one would silently win
             args["activation_checkpointing"] = args.pop("gradient_checkpointing")
         self.effective_train_args = {k: v for k, v in args.items() if k != "output_dir"}
         try:
-            return SFTConfig(**args)
+            return config_class(**args)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"train: {str(exc).splitlines()[0]}") from None
+
+    def _kind_defaults(self) -> dict[str, Any]:
+        """SFT's own defaults: loss on completions (or assistant turns) only."""
+        data = self.recipe.data
+        if self._is_conversational():
+            return {"completion_only_loss": None, "assistant_only_loss": data.completion_only_loss}
+        return {"completion_only_loss": data.completion_only_loss}
 
     def _is_conversational(self) -> bool:
         return "messages" in self.train_dataset.column_names
@@ -279,7 +291,7 @@ class SFTRun:
     def _print_summary(self, summary: dict[str, Any], result: EvalResult | None) -> None:
         c = self.console
         if result is not None:
-            c.print(f"held-out accuracy: [bold]{result.accuracy:.1%}[/] ({result.correct}/{result.n})")
+            c.print(f"{self.accuracy_label}: [bold]{result.accuracy:.1%}[/] ({result.correct}/{result.n})")
             for key, g in result.by_difficulty.items():
                 c.print(f"  {key:<24} {g['accuracy']:.1%} ({g['correct']}/{g['n']})")
         tps = summary["tokens_per_s"]

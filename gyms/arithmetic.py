@@ -59,6 +59,26 @@ def score_answer(response: str, answer: str) -> float:
     return 1.0 if parse_answer(response) == answer else 0.0
 
 
+def partial_score(response: str, answer: str) -> float:
+    """The share of the answer's characters the response has in the right place, 1.0 only when exact:
+
+    >>> partial_score("975", "975"), partial_score("985", "975"), partial_score("97", "975"), partial_score("x", "975")
+    (1.0, 0.6666666666666666, 0.6666666666666666, 0.0)
+
+    A denser reward than `score_answer` for RL on problems the policy rarely gets exactly right: an
+    answer with one wrong digit beats one with three. Positions are compared from the left (in the
+    reversed format that is least-significant first, the order the digits are computed in); a longer
+    or shorter answer is divided by the longer of the two lengths, so only the exact answer scores 1.
+    """
+    parsed = parse_answer(response)
+    if parsed is None:
+        return 0.0
+    if parsed == answer:
+        return 1.0
+    matches = sum(a == b for a, b in zip(parsed, answer))
+    return matches / max(len(parsed), len(answer))
+
+
 def format_answer(value: int, answer_format: str) -> str:
     """The answer text for a result: `format_answer(-150, "reversed")` -> "-051".
 
@@ -104,6 +124,9 @@ class ArithmeticEnv(TextEnv):
 
     1.0 if the answer is exactly right (`score_answer`), else 0.0. Plain: 123+456 -> "579",
     123-456 -> "-333". Reversed: 123+456 -> "975", 100-250 -> "-051", 100+200 -> "003".
+    With `partial_credit=True` a wrong integer answer earns the share of its characters that are in
+    the right place (`partial_score`): "985" for "975" earns 2/3. `solved` (what evaluation counts)
+    is still the exact match.
 
     ## Episode End
 
@@ -119,6 +142,8 @@ class ArithmeticEnv(TextEnv):
     - `answer_format`: "plain" or "reversed". Default "plain".
     - `op_weights`: how often each of `ops` is drawn, relative weights in the same order, e.g.
       `ops=["+", "-"], op_weights=[4, 1]` for four additions to one subtraction. Default: uniform.
+    - `partial_credit`: reward wrong answers by their share of right characters (see Rewards).
+      Default False.
     - `render_mode`: None or "ansi".
 
     `reset(options={"op": "*", "digits": 5, "terms": 3})` pins the operator (every operator, when
@@ -133,7 +158,7 @@ class ArithmeticEnv(TextEnv):
 
     - v0: initial version. Later, still v0 because every default problem is unchanged: `terms` for
       longer expressions with parentheses, and the observation space's length raised from 64 to 168
-      characters to fit them.
+      characters to fit them; `op_weights`; `partial_credit` (off by default).
     """
 
     has_oracle = True
@@ -146,6 +171,7 @@ class ArithmeticEnv(TextEnv):
         render_mode: str | None = None,
         terms: int | Sequence[int] = 2,
         op_weights: Sequence[float] | None = None,
+        partial_credit: bool = False,
     ) -> None:
         super().__init__(
             render_mode=render_mode, max_observation_length=MAX_PROBLEM_LENGTH, max_action_length=4096
@@ -155,6 +181,9 @@ class ArithmeticEnv(TextEnv):
         self.digits = check_range(digits, "digits", 1, MAX_DIGITS)
         self.answer_format = _check_answer_format(answer_format)
         self.terms = check_range(terms, "terms", 2, MAX_TERMS)
+        if not isinstance(partial_credit, bool):
+            raise GymError(f"partial_credit must be true or false; got {partial_credit!r}")
+        self.partial_credit = partial_credit
         self._op = ""  # the operator, or with three or more terms the operators that occur
         self._num_digits = 0
         self._num_terms = 2
@@ -182,11 +211,12 @@ class ArithmeticEnv(TextEnv):
 
     def _step(self, action: str) -> tuple[str, float, bool, bool, dict]:
         parsed = parse_answer(action)
-        reward = score_answer(action, self._answer)
+        solved = score_answer(action, self._answer) == 1.0
+        reward = partial_score(action, self._answer) if self.partial_credit else float(solved)
         info = {
             "answer": self._answer,
             "parsed": parsed,
-            "solved": reward == 1.0,
+            "solved": solved,
             "difficulty": self._difficulty(),
         }
         return "", reward, True, False, info

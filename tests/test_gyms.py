@@ -546,3 +546,27 @@ def test_arithmetic_op_weights_set_how_often_each_op_is_drawn():
     for bad in ([1], [1, -1], [0, 0], "ab", [1, float("nan")], [1, True]):
         with pytest.raises(GymError, match="op_weights"):
             gyms.make("arithmetic", ops=["+", "-"], op_weights=bad)
+
+
+def test_arithmetic_partial_credit_rewards_right_digits_but_only_exact_answers_solve():
+    import gyms
+    from gyms.arithmetic import partial_score
+
+    assert partial_score("975", "975") == 1.0
+    assert partial_score("985", "975") == pytest.approx(2 / 3)
+    assert partial_score("9750", "975") == pytest.approx(3 / 4)  # an extra digit is not exact
+    assert partial_score("-051", "-051") == 1.0 and partial_score("051", "-051") == 0.0
+    assert partial_score("seven", "7") == 0.0
+    env = gyms.make("arithmetic", ops=["+"], answer_format="reversed", partial_credit=True)
+    _, info = env.reset(seed=3)
+    answer = info["answer"]
+    wrong_last = answer[:-1] + str((int(answer[-1]) + 1) % 10)
+    _, reward, _, _, info = env.step(wrong_last)
+    assert reward == pytest.approx((len(answer) - 1) / len(answer)) and info["solved"] is False
+    env.reset(seed=3)
+    assert env.step(answer)[1] == 1.0
+    plain = gyms.make("arithmetic", ops=["+"], answer_format="reversed")
+    plain.reset(seed=3)
+    assert plain.step(wrong_last)[1] == 0.0  # off by default: the reward stays exact-match
+    with pytest.raises(GymError, match="partial_credit"):
+        gyms.make("arithmetic", partial_credit="yes")

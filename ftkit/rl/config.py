@@ -94,6 +94,14 @@ class CurriculumSection(Section):
     window: int = Field(3, gt=0, description="...averaged over this many steps.")
 
 
+class RewardModelSection(Section):
+    path: str = Field(description="Reward model folder written by `ftkit rm` (a sequence-classification model).")
+    weight: float = Field(1.0, description="The reward model's score is multiplied by this and added.")
+    verifier_weight: float = Field(
+        0.0, ge=0, description="Weight of the gym's own reward beside it (0: the reward model alone)."
+    )
+
+
 class RLEvalSection(Section):
     n: int = Field(200, ge=0, description="Held-out problems scored before, during and after training.")
     seed: int = Field(1, ge=0, description="Seed of the held-out problems.")
@@ -116,6 +124,9 @@ class RLRecipe(Section):
     rollout: RolloutSection = Field(default_factory=RolloutSection)
     train: RLTrainSection = Field(default_factory=RLTrainSection)
     curriculum: CurriculumSection | None = Field(None, description="Raise difficulty as the policy improves.")
+    reward_model: RewardModelSection | None = Field(
+        None, description="Score episodes with a trained reward model (tasks without a verifier)."
+    )
     eval: RLEvalSection = Field(default_factory=RLEvalSection)
     lora: LoraSection = Field(default_factory=LoraSection)
     quantization: QuantizationSection = Field(default_factory=QuantizationSection)

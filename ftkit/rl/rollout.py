@@ -53,6 +53,7 @@ class RolloutBatch:
     generated_tokens: int
     seconds: float
     context_cuts: int = 0
+    model_scores: list[float] = field(default_factory=list)  # the reward model's, when one is used
 
     @property
     def tokens_per_s(self) -> float:
@@ -137,6 +138,21 @@ class EnginePolicy:
             episodes.append(Episode(trajectory, self._episodes[key], group, list(zip(ends, rewards)),
                                     self._cut[key]))
         return episodes
+
+
+def add_model_reward(batch: RolloutBatch, scorer, tokenizer, *, weight: float, verifier_weight: float) -> None:
+    """Score each episode with a reward model and make that (plus `verifier_weight` x the gym's reward)
+    what the policy is trained on. The score lands on the episode's last action; the gym's own reward
+    stays in the trajectory, so the two are logged apart."""
+    texts = [tokenizer.decode([t for t in e.tokens.input_ids if t != tokenizer.eos_token_id]) for e in batch.episodes]
+    scores = scorer.score(texts, [""] * len(texts))
+    for episode, score in zip(batch.episodes, scores):
+        positions = [(pos, verifier_weight * reward) for pos, reward in episode.reward_positions]
+        if positions:
+            last, reward = positions[-1]
+            positions[-1] = (last, reward + weight * score)
+        episode.reward_positions = positions
+    batch.model_scores = scores
 
 
 def collect(engine: Engine, tokenizer, gym: str, seeds: list[int], params: SamplingParams, *, group_size: int,

@@ -39,7 +39,7 @@ from ftkit.rl.advice import REPEAT_EVERY, START_NOTES, accuracy_drop, advise
 from ftkit.rl.config import RLRecipe
 from ftkit.rl.curriculum import Curriculum
 from ftkit.rl.policy import ValueHead, disable_dropout, forward_tokens, pad_episodes, token_rewards
-from ftkit.rl.rollout import RolloutBatch, collect
+from ftkit.rl.rollout import RolloutBatch, add_model_reward, collect
 from ftkit.runs import (
     TRAINING_DATA_FILE,
     MetricsLog,
@@ -114,6 +114,11 @@ class RLRun:
         import gyms
 
         self.sampler_env = gyms.make(gym.id, **gym.kwargs)
+        self.reward_scorer = None
+        if self.recipe.reward_model is not None:
+            from ftkit.preference import RewardScorer
+
+            self.reward_scorer = RewardScorer.load(self.recipe.reward_model.path)
 
     def _setup_run_dir(self) -> None:
         if self.is_main:
@@ -256,11 +261,15 @@ class RLRun:
                                 top_p=r.rollout.top_p, stop=tuple(r.rollout.stop), logprobs=False)
         seeds = self._training_seeds()
         options = [self.curriculum.options()] * len(seeds) if self.curriculum else None
-        return collect(self.engine, self.tokenizer, r.gym.id, seeds, params, group_size=r.rollout.group_size,
-                       env_kwargs=r.gym.kwargs, options=options, chat=r.gym.chat,
-                       system_prompt=r.gym.system_prompt, max_turns=r.gym.max_turns,
-                       max_context=context_length(self.policy),
-                       format_reward_weight=r.rollout.format_reward_weight)
+        batch = collect(self.engine, self.tokenizer, r.gym.id, seeds, params, group_size=r.rollout.group_size,
+                        env_kwargs=r.gym.kwargs, options=options, chat=r.gym.chat,
+                        system_prompt=r.gym.system_prompt, max_turns=r.gym.max_turns,
+                        max_context=context_length(self.policy),
+                        format_reward_weight=r.rollout.format_reward_weight)
+        if r.reward_model is not None:
+            add_model_reward(batch, self.reward_scorer, self.tokenizer, weight=r.reward_model.weight,
+                             verifier_weight=r.reward_model.verifier_weight)
+        return batch
 
     def _training_seeds(self) -> list[int]:
         """This process's problems for this step: a fixed seed stream, skipping held-out prompts.
@@ -653,6 +662,8 @@ def _episode_stats(batch: RolloutBatch, group_size: int) -> dict[str, Any]:
     }
     if formats:
         stats["format_reward"] = sum(formats) / len(formats)
+    if batch.model_scores:  # logged apart from the gym's (verifier's) reward above
+        stats["reward_model_score"] = sum(batch.model_scores) / len(batch.model_scores)
     if not torch.equal(rewards, trained):
         stats["shaped_reward_mean"] = trained.mean().item()
     return stats

@@ -1,0 +1,248 @@
+"""Training on preference pairs: DPO (TRL's DPOTrainer) and reward models (TRL's RewardTrainer).
+
+    ftkit dpo recipes/dpo_arithmetic.yaml     # the policy itself learns to prefer chosen over rejected
+    ftkit rm recipes/rm_arithmetic.yaml       # a sequence-classification model learns to score them
+
+Both read folders written by `ftkit collect pairs` (or `label`): rows with `prompt`, `chosen` and
+`rejected`. They run exactly like `ftkit sft` (the same recipe sections, run folder, checkpoints,
+`--resume`, full / LoRA / QLoRA), so each class below only changes what differs: the data, the TRL
+trainer, and how the result is scored. DPO is scored like SFT, by held-out accuracy on a gym; a reward
+model by how often it ranks a held-out pair's chosen answer above its rejected one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ftkit import callbacks
+from ftkit.config import Recipe
+from ftkit.errors import DataError
+from ftkit.evaluate import EvalResult, heldout_problems
+from ftkit.models import count_parameters
+from ftkit.runs import write_json_atomic
+from ftkit.sft import SFTRun, _eval_task
+
+PAIR_COLUMNS = ("prompt", "chosen", "rejected")
+
+
+def main(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    run = {"dpo": DPORun, "rm": RewardModelRun}[recipe.kind]
+    return run(recipe, resume=resume, overwrite=overwrite).run()
+
+
+def load_pairs(path: str, split: str = "train") -> list[dict[str, Any]]:
+    """prompt/chosen/rejected rows from a collected folder or a file; errors name the row."""
+    from data_tools.store import read_rows
+
+    rows = read_rows(path, split)
+    if not rows:
+        raise DataError(f"{path}: no preference pairs (the dataset is empty)")
+    for i, row in enumerate(rows):
+        missing = [c for c in PAIR_COLUMNS if row.get(c) in (None, "")]
+        if missing:
+            raise DataError(f"{path} row {i}: missing {', '.join(missing)} (a preference pair needs prompt, "
+                            f"chosen and rejected; `ftkit collect pairs` writes them)")
+    return [{c: row[c] for c in PAIR_COLUMNS} for row in rows]
+
+
+def _has_split(path: str | None, split: str) -> bool:
+    from pathlib import Path
+
+    return bool(path) and any((Path(path) / "data").glob(f"{split}-*.parquet"))
+
+
+class DPORun(SFTRun):
+    """Direct Preference Optimization (Rafailov et al. 2023): the policy's log-ratio to a frozen
+    reference is pushed up on chosen answers and down on rejected ones; with LoRA the reference is the
+    base model with adapters disabled (TRL's doing), so there is no second model in memory."""
+
+    def _setup_data(self) -> None:
+        from datasets import Dataset
+
+        data = self.recipe.data
+        if data.path is None:
+            raise DataError("a DPO recipe needs data.path: a preference folder from `ftkit collect pairs`")
+        rows = load_pairs(data.path)
+        self.train_dataset = Dataset.from_list(rows)
+        self.train_prompts = {r["prompt"] for r in rows if isinstance(r["prompt"], str)}
+        eval_path = data.eval_path or (data.path if _has_split(data.path, "validation") else None)
+        split = "train" if data.eval_path else "validation"
+        self.eval_dataset = Dataset.from_list(load_pairs(eval_path, split)) if eval_path else None
+        self.eval_gym, self.eval_gym_kwargs = _eval_task(self.recipe)
+        self.heldout = []
+        if self.eval_gym and self.recipe.eval.n > 0:
+            self.heldout = heldout_problems(self.eval_gym, self.eval_gym_kwargs, self.recipe.eval.n,
+                                            self.recipe.eval.seed, exclude_prompts=self.train_prompts)
+
+    def _kind_defaults(self) -> dict[str, Any]:
+        return {}
+
+    def _is_conversational(self) -> bool:
+        return False
+
+    def _setup_trainer(self) -> None:
+        from transformers.trainer_callback import PrinterCallback
+        from trl import DPOTrainer
+
+        extra = [callbacks.ProgressCallback(self.console), callbacks.MetricsCallback(self.metrics),
+                 callbacks.NanGuard()]
+        if self.recipe.eval.every_steps and self.heldout:
+            extra.append(callbacks.HeldoutAccuracyCallback(self.recipe.eval.every_steps,
+                                                           self._quick_heldout_accuracy, self.metrics))
+        self.trainer = DPOTrainer(model=self.model, args=self._sft_config(), train_dataset=self.train_dataset,
+                                  eval_dataset=self.eval_dataset, processing_class=self.tokenizer,
+                                  peft_config=self.peft_config, callbacks=extra)
+        self.trainer.remove_callback(PrinterCallback)
+        trainable, total = count_parameters(self.trainer.model)
+        self.params = {"trainable": trainable, "total": total}
+
+    def _announce(self) -> None:
+        super()._announce()
+        if not self.heldout:
+            self.console.print("no eval.gym: accuracy is not measured (set eval.gym to score the policy on a gym)")
+
+
+class RewardModelRun(SFTRun):
+    """A reward model: the causal LM's body with a one-number head (`AutoModelForSequenceClassification`,
+    num_labels=1), trained with the Bradley-Terry loss -log sigmoid(r(chosen) - r(rejected))."""
+
+    accuracy_label = "pairwise accuracy (chosen scored above rejected)"
+
+    def _setup_model(self) -> None:
+        from ftkit.models import load_tokenizer, lora_config, resolve_model
+
+        cfg = self.recipe.model
+        self.resolved = resolve_model(cfg, self.run_dir, seed=self.recipe.seed)
+        self.tokenizer = load_tokenizer(self.resolved.path, cfg)
+        self.model = load_reward_model(self.resolved.path, cfg, self.recipe.method, self.recipe.quantization,
+                                       pad_token_id=self.tokenizer.pad_token_id)
+        self.peft_config = None
+        if self.recipe.method in ("lora", "qlora"):
+            self.peft_config = lora_config(self.recipe.lora)
+            self.peft_config.task_type = "SEQ_CLS"  # keeps the new score head trainable beside the adapters
+
+    def _setup_data(self) -> None:
+        from datasets import Dataset
+
+        data = self.recipe.data
+        if data.path is None:
+            raise DataError("a reward-model recipe needs data.path: a preference folder from `ftkit collect pairs`")
+        self.train_rows = load_pairs(data.path)
+        self.train_dataset = Dataset.from_list(self.train_rows)
+        eval_path = data.eval_path or (data.path if _has_split(data.path, "validation") else None)
+        self.eval_rows = load_pairs(eval_path, "train" if data.eval_path else "validation") if eval_path else []
+        self.eval_dataset = Dataset.from_list(self.eval_rows) if self.eval_rows else None
+        self.eval_gym, self.eval_gym_kwargs, self.heldout = None, {}, []
+
+    def _kind_defaults(self) -> dict[str, Any]:
+        return {}
+
+    def _is_conversational(self) -> bool:
+        return False
+
+    def _setup_trainer(self) -> None:
+        from transformers.trainer_callback import PrinterCallback
+        from trl import RewardTrainer
+
+        extra = [callbacks.ProgressCallback(self.console), callbacks.MetricsCallback(self.metrics),
+                 callbacks.NanGuard()]
+        self.trainer = RewardTrainer(model=self.model, args=self._sft_config(), train_dataset=self.train_dataset,
+                                     eval_dataset=self.eval_dataset, processing_class=self.tokenizer,
+                                     peft_config=self.peft_config, callbacks=extra)
+        self.trainer.remove_callback(PrinterCallback)
+        trainable, total = count_parameters(self.trainer.model)
+        self.params = {"trainable": trainable, "total": total}
+
+    def _announce(self) -> None:
+        super()._announce()
+        where = f"{len(self.eval_rows):,} held-out pairs" if self.eval_rows else "the training pairs (no held-out split)"
+        self.console.print(f"scored by pairwise accuracy on {where}")
+
+    def evaluate(self) -> EvalResult | None:
+        """Pairwise accuracy: the share of pairs whose chosen answer scores above the rejected one."""
+        rows = self.eval_rows or self.train_rows
+        scorer = RewardScorer(self.trainer.model, self.tokenizer)
+        chosen = scorer.score([r["prompt"] for r in rows], [r["chosen"] for r in rows])
+        rejected = scorer.score([r["prompt"] for r in rows], [r["rejected"] for r in rows])
+        correct = sum(c > r for c, r in zip(chosen, rejected))
+        result = EvalResult(gym="pairs", n=len(rows), correct=correct)
+        result.samples = [{"prompt": r["prompt"], "completion": f"chosen {c:.3f} vs rejected {j:.3f}",
+                           "answer": r["chosen"], "reward": c, "solved": c > j}
+                          for r, c, j in list(zip(rows, chosen, rejected))[: self.recipe.eval.samples]]
+        write_json_atomic(self.run_dir / "eval.json", result.to_dict())
+        self.metrics.append({"step": self.trainer.state.global_step, "pairwise_accuracy": result.accuracy})
+        return result
+
+
+def load_reward_model(path: str, cfg, method: str, quant=None, *, pad_token_id: int | None = None):
+    """A sequence-classification model with one output (the reward) from a causal-LM or reward-model folder."""
+    from transformers import AutoModelForSequenceClassification
+
+    from ftkit.config import QuantizationSection
+    from ftkit.errors import ModelError
+    from ftkit.models import quantization_config, torch_dtype
+
+    kwargs: dict[str, Any] = {"num_labels": 1, "revision": cfg.revision, "trust_remote_code": cfg.trust_remote_code,
+                              "dtype": torch_dtype(cfg.dtype, method), "use_safetensors": True}
+    if method == "qlora":
+        kwargs["quantization_config"] = quantization_config(quant or QuantizationSection())
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load a reward model from {path}: {str(exc).splitlines()[0]}") from None
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = pad_token_id  # GPT-2 has none; the head reads the last non-pad token
+    return model
+
+
+class RewardScorer:
+    """Score (prompt, completion) pairs with a reward model: `RewardScorer.load(dir).score(prompts, completions)`.
+
+    The text scored is the prompt followed by the completion and the end-of-text token, as TRL's
+    RewardTrainer builds it for training, so scores at use match scores in training.
+    """
+
+    def __init__(self, model, tokenizer, batch_size: int = 64):
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+
+    @classmethod
+    def load(cls, folder: str) -> RewardScorer:
+        from pathlib import Path
+
+        from ftkit.config import ModelConfig
+        from ftkit.models import load_tokenizer
+
+        if not Path(folder).is_dir():
+            from ftkit.errors import ConfigError
+
+            raise ConfigError(f"no such reward model folder: {folder} (train one with `ftkit rm RECIPE`)")
+        if (Path(folder) / "adapter_config.json").is_file():
+            from peft import AutoPeftModelForSequenceClassification
+
+            model = AutoPeftModelForSequenceClassification.from_pretrained(folder, num_labels=1)
+        else:
+            model = load_reward_model(folder, ModelConfig(name=folder), "full")
+        tokenizer = load_tokenizer(folder, ModelConfig(name=folder))
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+        return cls(model.eval(), tokenizer)
+
+    def score(self, prompts: list[str], completions: list[str]) -> list[float]:
+        import torch
+
+        texts = [p + c + (self.tokenizer.eos_token or "") for p, c in zip(prompts, completions)]
+        scores: list[float] = []
+        tok = self.tokenizer
+        saved, tok.padding_side = tok.padding_side, "right"
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(texts), self.batch_size):
+                    enc = tok(texts[start : start + self.batch_size], return_tensors="pt", padding=True)
+                    enc = enc.to(self.model.device)
+                    scores += self.model(**enc).logits[:, 0].float().tolist()
+        finally:
+            tok.padding_side = saved
+            self.model.train(was_training)
+        return scores
