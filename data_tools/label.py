@@ -67,9 +67,13 @@ def read_labels(path: Path) -> dict[str, dict[str, Any]]:
     return labels
 
 
-def label(cands: list[dict[str, Any]], labels_file: Path, *, ask: Callable[[str], str] = input,
+def label(cands: list[dict[str, Any]], labels_file: Path, *, ask: Callable[[str], str] | None = None,
           show: Callable[[str], None] = print, limit: int | None = None) -> bool:
-    """Ask about every candidate not judged yet; returns True when done (all judged, or `limit` reached)."""
+    """Ask about every candidate not judged yet; returns True when done (all judged, or `limit` reached).
+
+    `ask` reads one answer (default: `input`); tests pass scripted keystrokes.
+    """
+    ask = ask or (lambda prompt: input(prompt))
     labels = read_labels(labels_file)
     todo = [c for c in cands if c["id"] not in labels]
     show(f"{len(labels)} judged, {len(todo)} to go. {KEYS_HELP}")

@@ -76,7 +76,9 @@ def dedup_near(rows: list[dict[str, Any]], threshold: float = 0.8, *, fields: tu
 
     if not 0 < threshold <= 1:
         raise DataError(f"the near-duplicate threshold must be in (0, 1], got {threshold}")
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    # Candidates are checked against the signature's estimate below, so a false positive costs one
+    # comparison while a false negative keeps a duplicate: weight the LSH bands against missing pairs.
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(0.1, 0.9))
     signatures: dict[str, Any] = {}
     kept, removed = [], []
     for i, row in enumerate(rows):

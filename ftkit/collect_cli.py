@@ -217,6 +217,7 @@ def _cmd_rollouts(args: argparse.Namespace) -> int:
     if progress.exists() and progress_command.exists() and progress_command.read_text() != started[0]:
         raise DataError(f"{progress} holds rollouts of another command ({progress_command.read_text()}); "
                         "delete it or use another --out")
+    progress_command.parent.mkdir(parents=True, exist_ok=True)
     progress_command.write_text(started[0])
     console = Console(stderr=True, highlight=False)
     import time

@@ -17,9 +17,10 @@ RECIPES = sorted(p for p in Path(__file__).resolve().parents[1].joinpath("recipe
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_every_shipped_recipe_loads_and_opens_with_its_command(path):
-    recipe = load_recipe(path)
+    kind = yaml.safe_load(path.read_text()).get("kind", "sft")  # sft, dpo or rm: the command that runs it
+    recipe = load_recipe(path, kind=kind)
     first_line = path.read_text().splitlines()[0]
-    assert first_line == f"# ftkit sft recipes/{path.name}"
+    assert first_line == f"# ftkit {kind} recipes/{path.name}"
     assert recipe.name
     assert "example override" in path.read_text().splitlines()[1]
 
