@@ -5,8 +5,8 @@
 
 Every step is the README's command, run as a user would run it:
 
-1. `ftkit eval`: the start model's greedy held-out accuracy on the task (addition and subtraction,
-   3 digits, reversed: the mix on which the gpt2_math model scores between 20% and 70%).
+1. `ftkit eval`: the start model's greedy held-out accuracy on the task, 3-digit reversed subtraction:
+   the gpt2_math model saw it in one training problem in five and scores between 20% and 70% on it.
 2. `ftkit collect rollouts`: the model plays n problems k times at temperature 1; the bench prints
    the trajectories per second of the CPU engine.
 3. `ftkit collect filter --min-reward 1` then `ftkit sft recipes/expert_iteration_arithmetic.yaml`:
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TASK = ["ops=[+,-]", "digits=3", "answer_format=reversed"]
+TASK = ["ops=[-]", "digits=3", "answer_format=reversed"]
 TARGET_POINTS = 10.0
 
 
@@ -53,8 +53,8 @@ def accuracy(model: str, out: Path, threads: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="runs/gpt2_math/model")
-    parser.add_argument("--n", type=int, default=2000, help="problems played")
-    parser.add_argument("--k", type=int, default=8, help="episodes per problem")
+    parser.add_argument("--n", type=int, default=6000, help="problems played")
+    parser.add_argument("--k", type=int, default=16, help="episodes per problem")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="runs/bench_collect")
     args = parser.parse_args()
@@ -64,7 +64,7 @@ def main() -> None:
     t = args.threads
 
     start = accuracy(args.model, out, t)
-    print(f"start model {args.model}: held-out accuracy {start:.1%} on 3-digit reversed addition + subtraction")
+    print(f"start model {args.model}: held-out accuracy {start:.1%} on 3-digit reversed subtraction")
 
     rollouts = data / "rollouts"
     wall, _ = ftkit("collect", "rollouts", "--gym", "arithmetic", *TASK, "--model", args.model, "--n", str(args.n),

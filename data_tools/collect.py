@@ -87,7 +87,7 @@ def _difficulty(info: dict[str, Any]) -> str:
 def rollouts(gym: str, model: str, *, n: int, k: int, seed: int = 0, env_kwargs: dict[str, Any] | None = None,
              temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 16, batch_size: int = 256,
              chat: bool = False, system_prompt: str | None = None, max_turns: int | None = None,
-             progress_file: str | Path | None = None,
+             progress_file: str | Path | None = None, engine: str = "auto",
              on_chunk: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
     """The model plays each of n problems k times; one row per episode, with its reward.
 
@@ -95,23 +95,25 @@ def rollouts(gym: str, model: str, *, n: int, k: int, seed: int = 0, env_kwargs:
     with the same file starts after the last complete chunk. Each chunk samples with its own seed,
     derived from (seed, first problem), so a resumed run writes exactly the rows an uninterrupted one would.
     """
-    from ftkit.engine import HFEngine, SamplingParams
+    from ftkit.engine import SamplingParams
     from ftkit.evaluate import context_length, load_for_eval
     from ftkit.rl.rollout import collect
+    from ftkit.vllm_engine import make_engine, resolve_engine
 
     env_kwargs = env_kwargs or {}
+    resolve_engine(engine)  # a one-line error before any work when vLLM cannot run here
     done = _read_progress(progress_file) if progress_file else []
     start = len({r["index"] for r in done})
     if start >= n:
         return done[: n * k]
     policy, tokenizer = load_for_eval(model)
-    engine = HFEngine(policy, tokenizer, batch_size=batch_size)
+    sampler = make_engine(engine, policy, tokenizer, batch_size=batch_size, model_path=model, seed=seed)
     rows = list(done)
     for first in range(start, n, ROLLOUT_CHUNK):
         indices = list(range(first, min(n, first + ROLLOUT_CHUNK)))
         params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                 logprobs=False, seed=item_seed(seed, 1_000_000 + first))
-        batch = collect(engine, tokenizer, gym, [item_seed(seed, i) for i in indices], params, group_size=k,
+        batch = collect(sampler, tokenizer, gym, [item_seed(seed, i) for i in indices], params, group_size=k,
                         env_kwargs=env_kwargs, chat=chat, system_prompt=system_prompt, max_turns=max_turns,
                         max_context=context_length(policy))
         chunk = [_rollout_row(e.trajectory, indices[e.group], sample, seed, model, chat)

@@ -5,6 +5,7 @@
     ftkit dpo recipes/dpo_arithmetic.yaml                  # preference pairs -> DPO (ftkit rm: reward model)
     ftkit eval --gym arithmetic --model runs/gpt2_math/model
     ftkit export runs/gpt2_math_lora/adapter runs/gpt2_math_lora/merged
+    ftkit serve --model runs/gpt2_math/model              # OpenAI-compatible server (vLLM, on a GPU)
     ftkit gym check arithmetic                             # list | play | new | check text gyms
     ftkit collect demos --gym arithmetic --n 1000 --out data/arith_demos   # datasets with a card
 
@@ -80,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-new-tokens", type=int, default=16)
     ev.add_argument("--samples", type=int, default=10, help="sample generations to show")
     ev.add_argument("--output", help="also write the results as JSON to this file")
+    ev.add_argument("--engine", default="auto", choices=("auto", "hf", "vllm"),
+                    help="generation engine: auto picks vLLM when installed and a GPU is present")
     ev.set_defaults(func=_cmd_eval)
 
     ex = sub.add_parser("export", help="merge a LoRA adapter into a plain model folder",
@@ -87,6 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("adapter", help="adapter folder written by a LoRA/QLoRA run")
     ex.add_argument("out", help="where to write the merged model")
     ex.set_defaults(func=_cmd_export)
+
+    srv = sub.add_parser("serve", help="an OpenAI-compatible server for a trained model (vLLM)",
+                         description="Serve a model folder or LoRA adapter: ftkit serve --model runs/gpt2_math/model")
+    srv.add_argument("--model", required=True, help="model folder, or a LoRA adapter folder")
+    srv.add_argument("--name", help="the model name clients ask for (default: the run's name)")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--merge", action="store_true", help="serve a LoRA adapter merged into its base model")
+    srv.add_argument("--print-command", action="store_true", help="only print the vllm serve command")
+    srv.add_argument("vllm_args", nargs="*", help="more `vllm serve` arguments, after --")
+    srv.set_defaults(func=_cmd_serve)
 
     add_gym_commands(sub)  # ftkit gym list | play | new | check
     add_collect_commands(sub)  # ftkit collect demos | rollouts | filter | pairs | import | label | ...
@@ -124,6 +138,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from ftkit.evaluate import run_eval
 
     return run_eval(args)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import shlex
+
+    from ftkit.serve import run_serve, serve_command
+
+    if args.print_command:
+        print(shlex.join(serve_command(args.model, name=args.name, host=args.host, port=args.port,
+                                       merge=args.merge, extra=args.vllm_args)))
+        return 0
+    return run_serve(args)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

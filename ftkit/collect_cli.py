@@ -63,6 +63,8 @@ def add_collect_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=256, help="prompts per generate() call")
     p.add_argument("--chat", action="store_true", help="show the gym's text as chat messages")
+    p.add_argument("--engine", default="auto", choices=("auto", "hf", "vllm"),
+                   help="generation engine: auto picks vLLM when installed and a GPU is present")
     p.add_argument("--max-turns", type=int, default=None)
 
     p = command("filter", "rejection sampling: keep rollouts with reward >= R as an instruction dataset",
@@ -210,6 +212,9 @@ def _cmd_rollouts(args: argparse.Namespace) -> int:
         return 0
     if not Path(args.model).exists():
         raise DataError(f"no such model folder: {args.model}")
+    from ftkit.vllm_engine import resolve_engine
+
+    resolve_engine(args.engine)
     kwargs = _gym_kwargs(args)
     _positive(args.n, "--n"), _positive(args.k, "--k")
     progress = Path(f"{args.out}.partial.jsonl")
@@ -226,6 +231,7 @@ def _cmd_rollouts(args: argparse.Namespace) -> int:
     rows = rollouts(args.gym, args.model, n=args.n, k=args.k, seed=args.seed, env_kwargs=kwargs,
                     temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
                     batch_size=args.batch_size, chat=args.chat, max_turns=args.max_turns, progress_file=progress,
+                    engine=args.engine,
                     on_chunk=lambda done, n: console.print(f"  {done}/{n} problems played"))
     seconds = time.perf_counter() - t0
     solved = sum(bool(r["solved"]) for r in rows) / len(rows)

@@ -35,6 +35,10 @@ class TrainingError(FtkitError):
     """Training cannot go on: a NaN loss, nothing to resume from, and the like."""
 
 
+class EngineError(FtkitError):
+    """A generation engine was asked for where it cannot run (e.g. vLLM without a GPU)."""
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ' (did you mean "x"?)' for the closest choice, or '' when nothing is close.
 

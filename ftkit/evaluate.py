@@ -26,6 +26,9 @@ class EvalResult:
     by_difficulty: dict[str, dict[str, Any]] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
     mean_turns: float | None = None  # multi-turn gyms: actions per episode (an unsolved one counts them all)
+    # multi-turn gyms: turns to solve, an unsolved episode counting as the turn limit (fewer is better, and
+    # an episode cut short by the model's context cannot look like a quick one)
+    turns_to_solve: float | None = None
     mean_reward: float | None = None
 
     @property
@@ -36,12 +39,13 @@ class EvalResult:
         return {"accuracy": self.accuracy, **asdict(self)}
 
 
-def generate(model, tokenizer, prompts: list, *, max_new_tokens: int, batch_size: int = 64) -> list[str]:
+def generate(model, tokenizer, prompts: list, *, max_new_tokens: int, batch_size: int = 64, engine=None) -> list[str]:
     """Greedy completions for `prompts` (text or chat messages): the engine's greedy decoding, text only."""
     from ftkit.engine import HFEngine, SamplingParams
 
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0, logprobs=False)
-    return [c.text for c in HFEngine(model, tokenizer, batch_size=batch_size).generate(prompts, params)]
+    engine = engine or HFEngine(model, tokenizer, batch_size=batch_size)
+    return [c.text for c in engine.generate(prompts, params)]
 
 
 def heldout_problems(gym: str, gym_kwargs: dict[str, Any], n: int, seed: int,
@@ -91,18 +95,20 @@ def difficulty_key(difficulty: dict[str, Any]) -> str:
 def evaluate_on_gym(model, tokenizer, gym: str, gym_kwargs: dict[str, Any], *, n: int, seed: int,
                     exclude_prompts: set[str] | None = None, batch_size: int = 128,
                     max_new_tokens: int = 16, samples: int = 20, chat: bool = False,
-                    system_prompt: str | None = None, max_turns: int | None = None) -> EvalResult:
+                    system_prompt: str | None = None, max_turns: int | None = None, engine=None) -> EvalResult:
     """Greedy answers to n held-out problems, scored by the gym; multi-turn gyms play whole episodes.
 
     With `chat`, each problem is a user message (after `system_prompt`) rendered by the chat template.
+    `engine` samples (default: the Hugging Face engine on `model`; `ftkit eval --engine vllm` passes vLLM's).
     """
     if is_multi_turn(gym, gym_kwargs):
         return evaluate_episodes(model, tokenizer, gym, gym_kwargs, n=n, seed=seed, batch_size=batch_size,
                                  max_new_tokens=max_new_tokens, samples=samples, chat=chat,
-                                 system_prompt=system_prompt, max_turns=max_turns)
+                                 system_prompt=system_prompt, max_turns=max_turns, engine=engine)
     problems = heldout_problems(gym, gym_kwargs, n, seed, exclude_prompts)
     prompts = [as_prompt(p["prompt"], chat, system_prompt) for p in problems]
-    completions = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    completions = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                           engine=engine)
     return score_completions(gym, gym_kwargs, problems, completions, samples=samples)
 
 
@@ -126,7 +132,7 @@ def is_multi_turn(gym: str, gym_kwargs: dict[str, Any]) -> bool:
 
 def evaluate_episodes(model, tokenizer, gym: str, gym_kwargs: dict[str, Any], *, n: int, seed: int,
                       batch_size: int = 128, max_new_tokens: int = 16, samples: int = 20, chat: bool = False,
-                      system_prompt: str | None = None, max_turns: int | None = None) -> EvalResult:
+                      system_prompt: str | None = None, max_turns: int | None = None, engine=None) -> EvalResult:
     """Play n held-out episodes greedily (seeds `item_seed(seed, i)`); accuracy is the share solved.
 
     Multi-turn episodes share their first observation ("Guess the number from 1 to 100"), so problems
@@ -136,7 +142,7 @@ def evaluate_episodes(model, tokenizer, gym: str, gym_kwargs: dict[str, Any], *,
     from ftkit.engine import HFEngine, SamplingParams
     from ftkit.rl.rollout import collect
 
-    engine = HFEngine(model, tokenizer, batch_size=batch_size)
+    engine = engine or HFEngine(model, tokenizer, batch_size=batch_size)
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0, logprobs=False)
     seeds = [item_seed(seed, i) for i in range(n)]
     batch = collect(engine, tokenizer, gym, seeds, params, group_size=1, env_kwargs=gym_kwargs, chat=chat,
@@ -145,6 +151,7 @@ def evaluate_episodes(model, tokenizer, gym: str, gym_kwargs: dict[str, Any], *,
     result = EvalResult(gym=gyms.resolve_id(gym), n=n, correct=sum(t.solved for t in trajectories))
     result.by_difficulty = by_difficulty((t.info.get("difficulty"), t.solved) for t in trajectories)
     result.mean_turns = sum(t.num_turns for t in trajectories) / max(1, n)
+    result.turns_to_solve = sum(t.num_turns if t.solved else _turn_limit(t, max_turns) for t in trajectories) / max(1, n)
     result.mean_reward = sum(t.total_reward for t in trajectories) / max(1, n)
     for t in trajectories[:samples]:
         transcript = " | ".join(f"{turn.action.strip()!r} -> {_feedback(t, i)}" for i, turn in enumerate(t.turns))
@@ -152,6 +159,13 @@ def evaluate_episodes(model, tokenizer, gym: str, gym_kwargs: dict[str, Any], *,
                                "completion": transcript, "answer": str(t.info.get("answer", "")),
                                "reward": t.total_reward, "solved": t.solved})
     return result
+
+
+def _turn_limit(trajectory, max_turns: int | None) -> int:
+    """The most turns an episode could take: the runner's limit, else the gym's for that episode."""
+    gym_limit = (trajectory.reset_info.get("difficulty") or {}).get("max_turns")
+    limits = [x for x in (max_turns, gym_limit) if isinstance(x, int)]
+    return min(limits) if limits else trajectory.num_turns
 
 
 def _feedback(trajectory, turn_index: int) -> str:
@@ -229,12 +243,15 @@ def run_eval(args) -> int:
     if same_task and trained.get("train_size"):
         exclude = {r["prompt"] for r in gym_examples(gym_id, trained["train_size"], trained["train_seed"],
                                                       env_kwargs=trained.get("gym_kwargs") or {})}
+    from ftkit.vllm_engine import make_engine
+
     model, tokenizer = load_for_eval(args.model)
+    engine = make_engine(args.engine, model, tokenizer, batch_size=args.batch_size, model_path=args.model)
     # An RL-trained model remembers how it saw the gym: as chat or plain text, and its turn limit.
     playing = {k: trained[k] for k in ("chat", "system_prompt", "max_turns") if same_task and k in trained}
     result = evaluate_on_gym(model, tokenizer, gym_id, gym_kwargs, n=args.n, seed=seed, exclude_prompts=exclude,
                              batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, samples=args.samples,
-                             **playing)
+                             engine=engine, **playing)
     print_result(result, gym_kwargs, excluded=len(exclude))
     if args.output:
         Path(args.output).write_text(json.dumps(result.to_dict(), indent=2) + "\n")

@@ -38,7 +38,7 @@ def load_pairs(path: str, split: str = "train") -> list[dict[str, Any]]:
     if not rows:
         raise DataError(f"{path}: no preference pairs (the dataset is empty)")
     for i, row in enumerate(rows):
-        missing = [c for c in PAIR_COLUMNS if row.get(c) in (None, "")]
+        missing = [c for c in PAIR_COLUMNS if row.get(c) is None]  # an empty answer is a fine rejected one
         if missing:
             raise DataError(f"{path} row {i}: missing {', '.join(missing)} (a preference pair needs prompt, "
                             f"chosen and rejected; `ftkit collect pairs` writes them)")

@@ -316,9 +316,17 @@ def _gym_training_records(recipe: Recipe) -> list[dict[str, Any]]:
 
 
 def _eval_task(recipe: Recipe) -> tuple[str | None, dict[str, Any]]:
+    """The gym to score on: eval.gym, else the data's gym, else the gym a collected folder came from."""
     ev, data = recipe.eval, recipe.data
-    gym = ev.gym or data.gym
-    kwargs = ev.gym_kwargs if ev.gym_kwargs is not None else (data.gym_kwargs if gym == data.gym else {})
+    source_gym, source_kwargs = data.gym, data.gym_kwargs
+    if source_gym is None and data.path:
+        from data_tools.store import is_collected, read_manifest
+
+        if is_collected(data.path):  # `ftkit collect` recorded which gym (and settings) the rows came from
+            manifest = read_manifest(data.path)
+            source_gym, source_kwargs = manifest.get("gym"), manifest.get("gym_kwargs") or {}
+    gym = ev.gym or source_gym
+    kwargs = ev.gym_kwargs if ev.gym_kwargs is not None else (source_kwargs if gym == source_gym else {})
     return gym, kwargs
 
 

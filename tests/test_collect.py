@@ -222,7 +222,8 @@ def test_sft_reads_a_collected_folder(tmp_path, tiny_recipe, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     assert main(["collect", "demos", "--gym", "arithmetic", "digits=2", "--n", "32", "--out", "demos"]) == 0
-    recipe = validate_recipe(tiny_recipe(data={"gym": None, "path": "demos"},
-                                         eval={"gym": "arithmetic", "gym_kwargs": {"digits": 2}}))
+    recipe = validate_recipe(tiny_recipe(data={"gym": None, "path": "demos"}))
     summary = sft.main(recipe)
+    # Scored on the gym the folder was collected from, with its settings (2-digit problems).
     assert summary["steps"] == 4 and summary["eval_n"] == 16
+    assert list(summary["eval_by_difficulty"]) == ["digits=2 op=+"]

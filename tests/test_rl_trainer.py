@@ -126,6 +126,8 @@ def test_multi_turn_run_trains_on_whole_episodes(tmp_path):
     records = [r for r in read_metrics(tmp_path / "run") if "reward_mean" in r]
     assert all(1 <= r["turns_mean"] <= 3 for r in records)
     assert summary["heldout_mean_turns_end"] is not None
+    # An untrained model rarely solves: unsolved episodes count as the runner's limit of 3 turns.
+    assert summary["heldout_mean_turns_end"] <= summary["heldout_turns_to_solve_end"] <= 3
     trajectory = json.loads((tmp_path / "run" / "trajectories.jsonl").read_text().splitlines()[0])
     assert trajectory["gym"] == "ftkit/GuessNumber-v0" and trajectory["num_turns"] >= 1
 
@@ -202,3 +204,26 @@ def test_recipe_checks(tmp_path):
     with pytest.raises(ConfigError, match="chat: true"):
         load_rl_recipe(None, base=rl_recipe(tmp_path, gym={"id": "arithmetic", "system_prompt": "hi"}))
     assert load_rl_recipe(None, base=rl_recipe(tmp_path), overrides=["algo=ppo"]).algo == "ppo"
+
+
+def test_turns_to_solve_counts_an_unsolved_episode_as_the_turn_limit():
+    from ftkit.evaluate import _turn_limit
+    from gyms.runner import Trajectory, Turn
+
+    cut_short = Trajectory(gym="g", seed=0, turns=[Turn("o", "a", 0.0, {})],
+                           reset_info={"difficulty": {"max_turns": 7}})
+    assert _turn_limit(cut_short, None) == 7 and _turn_limit(cut_short, 4) == 4
+    assert _turn_limit(Trajectory(gym="g", seed=0, turns=[Turn("o", "a", 0.0, {})] * 2), None) == 2
+
+
+def test_constant_schedule_honours_warmup(tmp_path, first_byte_gym):
+    from ftkit.rl.trainer import RLRun
+
+    recipe = load_rl_recipe(None, base=rl_recipe(tmp_path, train={"steps": 3, "warmup_steps": 4,
+                                                                  "learning_rate": 1e-3}))
+    run_ = RLRun(recipe)
+    run_._setup_task()
+    run_._setup_run_dir()
+    run_._setup_model()
+    run_._setup_optimizer()
+    assert run_.scheduler.get_last_lr()[0] == 0.0  # step 0 of 4 warm-up steps (transformers' "constant" gave 1e-3)

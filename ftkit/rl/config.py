@@ -50,6 +50,12 @@ class RolloutSection(Section):
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling: keep the smallest set of this much mass.")
     stop: list[str] = Field(default_factory=list, description="An action ends at the first of these strings.")
     batch_size: int = Field(256, gt=0, description="Prompts per generate() call.")
+    engine: Literal["auto", "hf", "vllm"] = Field(
+        "auto", description="Who samples: vLLM (GPU, weights synced after each update) or Hugging Face generate."
+    )
+    gpu_memory_utilization: float = Field(
+        0.3, gt=0, le=1, description="vLLM: share of the GPU's memory its weights and KV cache may take."
+    )
     format_reward_weight: float = Field(
         0.0, ge=0, description="Add this much of the gym's format_reward (well-formed answers) to the reward."
     )

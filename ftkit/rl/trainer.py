@@ -174,16 +174,21 @@ class RLRun:
         minibatch = min(t.minibatch_size or per_process, per_process)
         self.minibatch = minibatch
         optimizer_steps = t.steps * t.epochs * math.ceil(per_process / minibatch)
-        self.scheduler = get_scheduler(t.lr_schedule, self.optimizer, num_warmup_steps=t.warmup_steps,
+        # transformers' "constant" ignores num_warmup_steps; its warm-up twin is a separate name.
+        schedule = "constant_with_warmup" if t.lr_schedule == "constant" and t.warmup_steps else t.lr_schedule
+        self.scheduler = get_scheduler(schedule, self.optimizer, num_warmup_steps=t.warmup_steps,
                                        num_training_steps=optimizer_steps)
         prepared = self.accelerator.prepare(self.model, self.optimizer, self.scheduler,
                                             *([self.value_head] if self.value_head is not None else []))
         self.model, self.optimizer, self.scheduler = prepared[:3]
         if self.value_head is not None:
             self.value_head = prepared[3]
-        from ftkit.engine import HFEngine
+        from ftkit.vllm_engine import make_engine
 
-        self.engine = HFEngine(self.policy, self.tokenizer, batch_size=self.recipe.rollout.batch_size)
+        ro = self.recipe.rollout
+        self.engine = make_engine(ro.engine, self.policy, self.tokenizer, batch_size=ro.batch_size,
+                                  model_path=self.resolved.path, gpu_memory_utilization=ro.gpu_memory_utilization,
+                                  seed=self.recipe.seed)
 
     @property
     def policy(self):
@@ -237,6 +242,7 @@ class RLRun:
         self._last_batch = batch
         update_started = time.perf_counter()
         stats = self.update(batch)
+        self.engine.sync_weights(self.policy)  # vLLM samples from its own copy of the weights
         update_s = time.perf_counter() - update_started
         stats.update(_episode_stats(batch, self.recipe.rollout.group_size))
         stats["rollout_tokens_per_s"] = batch.tokens_per_s
@@ -466,6 +472,7 @@ class RLRun:
             record = {"step": self.step, "heldout_accuracy": result.accuracy}
             if result.mean_turns is not None:
                 record["heldout_mean_turns"] = result.mean_turns
+                record["heldout_turns_to_solve"] = result.turns_to_solve
             self.metrics.append(record)
             warning = accuracy_drop(self.eval_history, result.accuracy)
             if warning:
@@ -578,6 +585,8 @@ class RLRun:
             "heldout_accuracy_end": result.accuracy if result else None,
             "heldout_mean_turns_start": start.get("heldout_mean_turns") if start else None,
             "heldout_mean_turns_end": result.mean_turns if result else None,
+            "heldout_turns_to_solve_start": start.get("heldout_turns_to_solve") if start else None,
+            "heldout_turns_to_solve_end": result.turns_to_solve if result else None,
             "eval_by_difficulty": result.by_difficulty if result else None,
             "eval_n": result.n if result else 0,
             "reward_mean_last10": _mean([r["reward_mean"] for r in steps[-10:]]),
@@ -601,10 +610,10 @@ class RLRun:
             start = s["heldout_accuracy_start"]
             before = f"{start:.1%} -> " if start is not None else ""
             c.print(f"held-out accuracy: {before}[bold]{s['heldout_accuracy_end']:.1%}[/] (n={s['eval_n']})")
-        if s["heldout_mean_turns_end"] is not None:
-            start = s["heldout_mean_turns_start"]
-            c.print("turns per episode: " + (f"{start:.2f} -> " if start is not None else "")
-                    + f"{s['heldout_mean_turns_end']:.2f}")
+        if s["heldout_turns_to_solve_end"] is not None:
+            start = s["heldout_turns_to_solve_start"]
+            c.print("turns to solve (an unsolved episode counts as the turn limit): "
+                    + (f"{start:.2f} -> " if start is not None else "") + f"{s['heldout_turns_to_solve_end']:.2f}")
         wall = s["wall_time_s"] or 0.0
         c.print(f"{s['steps']} steps ({s['episodes']:,} episodes) in {wall:.0f}s; rollout "
                 f"{s['rollout_tokens_per_s'] or 0:,.0f} tokens/s, training {s['train_tokens_per_s'] or 0:,.0f} tokens/s")
