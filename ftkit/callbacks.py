@@ -50,6 +50,8 @@ class ProgressCallback(TrainerCallback):
         self._last: tuple[float, float] | None = None  # (time, cumulative tokens) at the last log
 
     def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:  # one bar for a multi-process run, from the main process
+            return
         self.progress = progress_bar(self.console, "train")
         self.progress.start()
         self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, stats="")
@@ -86,6 +88,8 @@ class MetricsCallback(TrainerCallback):
         self.started = time.perf_counter()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero:  # only the main process writes the run folder
+            return
         record: dict[str, Any] = {"step": state.global_step, "epoch": state.epoch,
                                   "time_s": round(time.perf_counter() - self.started, 3)}
         record.update(logs or {})

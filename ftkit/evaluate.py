@@ -237,7 +237,11 @@ def run_eval(args) -> int:
     trained = training_data_info(args.model)
     same_task = trained.get("gym") and gyms.resolve_id(trained["gym"]) == gym_id
     # Default to the task the model was trained on, so `ftkit eval --gym arithmetic --model DIR` just works.
-    gym_kwargs = {**(trained.get("gym_kwargs") or {} if same_task else {}), **parse_key_values(args.gym_args)}
+    asked = parse_key_values(args.gym_args)
+    defaults = dict(trained.get("gym_kwargs") or {}) if same_task else {}
+    if "ops" in asked:  # weights belong to the operators they were given for: new ops, uniform weights
+        defaults.pop("op_weights", None)
+    gym_kwargs = {**defaults, **asked}
     seed = args.seed if args.seed is not None else trained.get("eval_seed", 1)
     exclude: set[str] = set()
     if same_task and trained.get("train_size"):

@@ -10,6 +10,7 @@ so reading `SFTRun.run()` top to bottom is reading what fine-tuning is.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from typing import Any
@@ -52,6 +53,15 @@ class SFTRun:
 
     def __init__(self, recipe: Recipe, *, resume: bool = False, overwrite: bool = False,
                  console: Console | None = None):
+        import torch
+        from accelerate import PartialState
+
+        # Under `accelerate launch` every process runs this; only the main one writes the run folder.
+        # On a CPU, `cpu=True` is what makes the launched processes a gloo group (MULTI_CPU); under
+        # DeepSpeed the state must come from its launch config instead.
+        deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+        self.state = PartialState(cpu=not torch.cuda.is_available() and not deepspeed)
+        self.is_main = self.state.is_main_process
         self.recipe = recipe
         self.resume = resume
         self.overwrite = overwrite
@@ -70,22 +80,28 @@ class SFTRun:
             if not self.resume:  # nothing was trained yet: leave no half-made run folder behind
                 shutil.rmtree(self.run_dir, ignore_errors=True)
             raise
-        self._announce()
+        if self.is_main:
+            self._announce()
         self.train()
         self.save_model()
-        result = self.evaluate()
-        return self.write_report(result)
+        result = self.evaluate() if self.is_main else None
+        summary = self.write_report(result) if self.is_main else {"process": self.state.process_index}
+        self.state.wait_for_everyone()
+        return summary
 
     # -- setup -------------------------------------------------------------------------------------
 
     def _setup_run_dir(self) -> None:
-        prepare_run_dir(self.run_dir, resume=self.resume, overwrite=self.overwrite)
-        write_text_atomic(self.run_dir / "recipe.yaml", recipe_to_yaml(self.recipe))
-        write_json_atomic(self.run_dir / "env.json", environment_info())
+        if self.is_main:
+            prepare_run_dir(self.run_dir, resume=self.resume, overwrite=self.overwrite)
+            write_text_atomic(self.run_dir / "recipe.yaml", recipe_to_yaml(self.recipe))
+            write_json_atomic(self.run_dir / "env.json", environment_info())
+        self.state.wait_for_everyone()
 
     def _setup_model(self) -> None:
         cfg = self.recipe.model
-        self.resolved: ResolvedModel = resolve_model(cfg, self.run_dir, seed=self.recipe.seed)
+        with self.state.main_process_first():  # a scratch model is built once, then read by the others
+            self.resolved: ResolvedModel = resolve_model(cfg, self.run_dir, seed=self.recipe.seed)
         self.tokenizer = load_tokenizer(self.resolved.path, cfg)
         self.model = load_model(self.resolved.path, cfg, self.recipe.method, self.recipe.quantization)
         self.peft_config = lora_config(self.recipe.lora) if self.recipe.method in ("lora", "qlora") else None
@@ -180,6 +196,8 @@ class SFTRun:
         args = {**defaults, **self.recipe.train, **self.resolved.train_overrides}
         if "gradient_checkpointing" in args:  # transformers' old name; the new one would silently win
             args["activation_checkpointing"] = args.pop("gradient_checkpointing")
+        self.layout = split_global_batch(args, self.state.num_processes)
+        self.layout["distributed_type"] = str(self.state.distributed_type).split(".")[-1]
         self.effective_train_args = {k: v for k, v in args.items() if k != "output_dir"}
         try:
             return config_class(**args)
@@ -206,8 +224,9 @@ class SFTRun:
                 raise TrainingError(f"--resume: no complete checkpoint in {self.run_dir / 'checkpoints'}; "
                                     "run again without --resume (and with --overwrite) to start over")
             step = checkpoint_step(checkpoint)
-            self.metrics.truncate_after(step)
-            self.console.print(f"resuming from {checkpoint} (step {step})")
+            if self.is_main:
+                self.metrics.truncate_after(step)
+                self.console.print(f"resuming from {checkpoint} (step {step})")
         started = time.perf_counter()
         output = self.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         self.train_metrics = dict(output.metrics)
@@ -221,15 +240,31 @@ class SFTRun:
         Each folder is written beside its final place and renamed into it, so a kill during the save
         leaves the previous version (or nothing), never a half-written model.
         """
-        model = self.trainer.model
         self.model_dir = self.run_dir / ("model" if self.peft_config is None else "adapter")
-        save_folder_atomic(self.model_dir, lambda d: (model.save_pretrained(d), self.tokenizer.save_pretrained(d)))
+        # The trainer's own save: the main process writes, and under DeepSpeed ZeRO-3 the shards of
+        # every process are gathered into full weights first (so every process must take part).
+        staging = self.model_dir.with_name(f".{self.model_dir.name}.saving")
+        if self.is_main:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.state.wait_for_everyone()
+        self.trainer.save_model(str(staging))
+        self.state.wait_for_everyone()
+        if not self.is_main:
+            return
+        if self.peft_config is None and not (staging / "model.safetensors").is_file() and \
+                not any(staging.glob("model*.safetensors")):
+            raise TrainingError(f"saving the model wrote no safetensors weights to {staging}")
+        (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle; the run folder keeps recipe.yaml
+        self.tokenizer.save_pretrained(str(staging))
+        save_folder_atomic(self.model_dir, lambda d: _move_contents(staging, d))
+        shutil.rmtree(staging, ignore_errors=True)
         if self.peft_config is not None and self.recipe.merge_adapter:
             from ftkit.export import merge_adapter
 
             merge_adapter(self.model_dir, self.run_dir / "merged")
             self.console.print(f"merged LoRA into a plain model folder: {self.run_dir / 'merged'}")
         write_json_atomic(self.model_dir / TRAINING_DATA_FILE, self._training_data_info())
+        # (only the main process gets here)
 
     def _training_data_info(self) -> dict[str, Any]:
         data = self.recipe.data
@@ -283,6 +318,7 @@ class SFTRun:
             "model_dir": str(self.model_dir),
             "plots": [str(p) for p in plots],
             "resumed": self.resume,
+            "layout": self.layout,
         }
         write_json_atomic(self.run_dir / "summary.json", summary)
         self._print_summary(summary, result)
@@ -345,6 +381,35 @@ def _file_dataset(path: str, data):
     return to_sft_dataset(load_records(path), format=data.format, prompt_field=data.prompt_field,
                           completion_field=data.completion_field, messages_field=data.messages_field,
                           text_field=data.text_field)
+
+
+def split_global_batch(args: dict[str, Any], processes: int) -> dict[str, Any]:
+    """Keep the recipe's global batch whatever the process count: divide the per-device batch (or else
+    the gradient accumulation) by the number of processes, in place; returns the layout.
+
+    The recipe's `per_device_train_batch_size x gradient_accumulation_steps` is the batch of one
+    process, and so the global batch: 32 x 1 on one process is 16 x 1 on two and 4 x 1 on eight.
+    """
+    per_device = int(args.get("per_device_train_batch_size", 8))
+    accumulation = int(args.get("gradient_accumulation_steps", 1))
+    global_batch = per_device * accumulation
+    if processes > 1:
+        if per_device % processes == 0:
+            per_device //= processes
+        elif accumulation % processes == 0:
+            accumulation //= processes
+        else:
+            raise ConfigError(f"the global batch of {global_batch} (train.per_device_train_batch_size {per_device} x "
+                              f"gradient_accumulation_steps {accumulation}) cannot be split evenly over {processes} "
+                              "processes: make one of them a multiple of the process count")
+        args["per_device_train_batch_size"], args["gradient_accumulation_steps"] = per_device, accumulation
+    return {"processes": processes, "per_device_batch": per_device, "gradient_accumulation": accumulation,
+            "global_batch": global_batch}
+
+
+def _move_contents(source, target) -> None:
+    for item in source.iterdir():
+        shutil.move(str(item), str(target / item.name))
 
 
 def _logged_tokens(metrics: MetricsLog) -> float:

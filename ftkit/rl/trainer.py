@@ -129,7 +129,8 @@ class RLRun:
 
     def _setup_model(self) -> None:
         r = self.recipe
-        self.resolved = resolve_model(r.model, self.run_dir, seed=r.seed)
+        with self.accelerator.main_process_first():  # a scratch model is built once, then read by the others
+            self.resolved = resolve_model(r.model, self.run_dir, seed=r.seed)
         self.tokenizer = load_tokenizer(self.resolved.path, r.model)
         checkpoint = self._resume_checkpoint() if self.resume else None
         full = r.method == "full"
@@ -379,14 +380,26 @@ class RLRun:
         if scored["ref_logprobs"] is not None:  # PPO folds the KL penalty into the reward (InstructGPT)
             token_r = token_r - t.kl_coef * (scored["old_logprobs"] - scored["ref_logprobs"]) * mask
         advantages, returns = alg.gae(token_r, scored["old_values"].float(), mask, t.gamma, t.lam)
-        mean, std = alg.masked_mean(advantages, mask), _masked_std(advantages, mask)
+        mean, std = self._global_mean_std(advantages, mask)
         return (advantages - mean) / (std + 1e-8) * mask, returns
+
+    def _global_mean_std(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std of x over the masked tokens of every process (whitening must not depend on the layout)."""
+        sums = torch.stack([(x * mask).sum(), (x * x * mask).sum(), mask.sum()]).float()
+        sums = self.accelerator.reduce(sums, reduction="sum") if self.accelerator.num_processes > 1 else sums
+        mean = sums[0] / sums[2].clamp(min=1)
+        return mean, (sums[1] / sums[2].clamp(min=1) - mean**2).clamp(min=0).sqrt()
 
     def _optimizer_step(self, rows, tensors, advantages, returns, scored) -> dict[str, float]:
         """One optimizer step over a minibatch, in micro-batches whose gradients accumulate."""
         t = self.recipe.train
         mask_all = tensors["loss_mask"]
         denominator = float(mask_all[rows].sum()) if t.loss_aggregation == "token" else float(len(rows))
+        if self.accelerator.num_processes > 1:
+            # DDP averages the processes' gradients; dividing by the mean count over processes (not this
+            # process's own) makes that average the mean over every token of the global minibatch.
+            count = torch.tensor([denominator], device=self.accelerator.device)
+            denominator = float(self.accelerator.reduce(count, reduction="mean"))
         sums: dict[str, float] = {}
         micros = [rows[i : i + t.micro_batch_size] for i in range(0, len(rows), t.micro_batch_size)]
         for k, micro in enumerate(micros):
@@ -676,11 +689,6 @@ def _episode_stats(batch: RolloutBatch, group_size: int) -> dict[str, Any]:
     if not torch.equal(rewards, trained):
         stats["shaped_reward_mean"] = trained.mean().item()
     return stats
-
-
-def _masked_std(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    mean = alg.masked_mean(x, mask)
-    return alg.masked_mean((x - mean) ** 2, mask).sqrt()
 
 
 def _maybe_no_sync(accelerator, model, sync: bool):
