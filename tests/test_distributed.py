@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from safetensors.torch import load_file
-
 from conftest import tiny_recipe_dict
+from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("accelerate")
