@@ -5,8 +5,9 @@
 
 Every step is the README's command, run as a user would run it:
 
-1. `ftkit eval`: the start model's greedy held-out accuracy on the task, 3-digit reversed subtraction:
-   the gpt2_math model saw it in one training problem in five and scores between 20% and 70% on it.
+1. `ftkit eval`: the start model's greedy held-out accuracy on the task, the RL recipes' (3-digit
+   reversed, three subtractions to one addition): the gpt2_math model solves its additions and about
+   one subtraction in six, so it starts between 20% and 70%.
 2. `ftkit collect rollouts`: the model plays n problems k times at temperature 1; the bench prints
    the trajectories per second of the CPU engine.
 3. `ftkit collect filter --min-reward 1` then `ftkit sft recipes/expert_iteration_arithmetic.yaml`:
@@ -29,7 +30,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TASK = ["ops=[-]", "digits=3", "answer_format=reversed"]
+TASK = ["ops=[+,-]", "op_weights=[1,3]", "digits=3", "answer_format=reversed"]
 TARGET_POINTS = 10.0
 
 
@@ -64,7 +65,7 @@ def main() -> None:
     t = args.threads
 
     start = accuracy(args.model, out, t)
-    print(f"start model {args.model}: held-out accuracy {start:.1%} on 3-digit reversed subtraction")
+    print(f"start model {args.model}: held-out accuracy {start:.1%} on 3-digit reversed problems, 3 subtractions to 1 addition")
 
     rollouts = data / "rollouts"
     wall, _ = ftkit("collect", "rollouts", "--gym", "arithmetic", *TASK, "--model", args.model, "--n", str(args.n),

@@ -102,3 +102,17 @@ def test_two_process_grpo_matches_one_process(tmp_path):
     moved = max((w - base[k]).abs().max().item() for k, w in load_file(tmp_path / "one" / "model" / "model.safetensors").items())
     assert moved > 1e-3  # training moved the weights far more than the tolerance below
     _assert_same_weights(tmp_path / "one" / "model", tmp_path / "two" / "model")
+
+
+def test_global_batch_is_split_over_processes():
+    from ftkit.errors import ConfigError
+    from ftkit.sft import split_global_batch
+
+    args = {"per_device_train_batch_size": 32}
+    assert split_global_batch(args, 1)["global_batch"] == 32 and args["per_device_train_batch_size"] == 32
+    assert split_global_batch(args, 4) == {"processes": 4, "per_device_batch": 8, "gradient_accumulation": 1,
+                                           "global_batch": 32}
+    args = {"per_device_train_batch_size": 3, "gradient_accumulation_steps": 4}
+    assert split_global_batch(args, 2)["gradient_accumulation"] == 2 and args["per_device_train_batch_size"] == 3
+    with pytest.raises(ConfigError, match="cannot be split evenly over 2 processes"):
+        split_global_batch({"per_device_train_batch_size": 3}, 2)

@@ -81,3 +81,11 @@ def test_serve_and_eval_say_in_one_line_why_vllm_cannot_run(tmp_path, capsys):
                  "--engine", "vllm", "--out", str(tmp_path / "r")]) == 2
     assert "vllm" in _error_line(capsys).lower()
     assert not list(tmp_path.glob("r*"))  # nothing left behind
+
+
+def test_gpu_check_script_parses():
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
