@@ -30,9 +30,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CANDIDATES = {
-    "addition (4 in 5 of the SFT problems)": {"ops": ["+"], "digits": 3, "answer_format": "reversed"},
-    "subtraction (the RL recipes' task)": {"ops": ["-"], "digits": 3, "answer_format": "reversed"},
-    "addition + subtraction, uniform": {"ops": ["+", "-"], "digits": 3, "answer_format": "reversed"},
+    "addition (3 in 4 of the SFT problems)": {"ops": ["+"], "digits": 3, "answer_format": "reversed"},
+    "subtraction": {"ops": ["-"], "digits": 3, "answer_format": "reversed"},
+    "1 addition : 3 subtractions (the RL recipes' task)": {"ops": ["+", "-"], "op_weights": [1, 3], "digits": 3,
+                                                          "answer_format": "reversed"},
+    "1 addition : 1 subtraction": {"ops": ["+", "-"], "digits": 3, "answer_format": "reversed"},
 }
 
 
@@ -80,7 +82,7 @@ def main() -> None:
     print(f"starting model {args.model}: greedy held-out accuracy (n={args.eval_n}, eval seed 1)")
     for name, accuracy in start_scores(args.model, args.eval_n).items():
         band = "in the 20-70% band" if 0.2 <= accuracy <= 0.7 else "outside the 20-70% band"
-        print(f"  {name:<46} {accuracy:6.1%}  ({band})")
+        print(f"  {name:<52} {accuracy:6.1%}  ({band})")
 
     from concurrent.futures import ThreadPoolExecutor
 
@@ -91,7 +93,7 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each run is its own process
         results = list(pool.map(lambda recipe: run_recipe(recipe, args.model, args.minutes, threads, []), recipes))
     rows, guess = results[: len(args.algos)], results[len(args.algos) :]
-    print(f"\nRL on 3-digit reversed subtraction, {args.minutes:g} minutes of training each, {threads} thread(s) "
+    print(f"\nRL on 3-digit reversed problems, 3 subtractions to 1 addition, {args.minutes:g} minutes of training each, {threads} thread(s) "
           f"each, {args.jobs} run(s) at a time")
     print(f"{'recipe':<18} {'before':>8} {'after':>8} {'gain':>8} {'steps':>7} {'wall':>8}   target: gain >= 15 points")
     for r in rows:

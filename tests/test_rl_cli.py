@@ -17,7 +17,7 @@ def _error_line(capsys) -> str:
 
 def test_short_form_runs_the_shipped_recipe_with_flags_as_overrides():
     recipe = recipe_from_args(None, [], gym="arithmetic")
-    assert recipe.name == "grpo_arithmetic" and recipe.gym.kwargs["ops"] == ["-"]
+    assert recipe.name == "grpo_arithmetic" and recipe.gym.kwargs["ops"] == ["+", "-"]
     assert recipe.model.name == "runs/gpt2_math/model"
     ppo = recipe_from_args(None, ["train.steps=7"], gym="arithmetic", algo="ppo", model="some/folder")
     assert (ppo.name, ppo.algo, ppo.model.name, ppo.train.steps) == ("ppo_arithmetic", "ppo", "some/folder", 7)
