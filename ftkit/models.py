@@ -176,20 +176,23 @@ def quantization_config(q: QuantizationSection):
     )
 
 
-def load_model(path: str, cfg: ModelConfig, method: str, quant: QuantizationSection | None = None):
-    """Load a causal LM for `method` (full, lora or qlora); weights must be safetensors."""
-    from transformers import AutoModelForCausalLM
+def load_model(path: str, cfg: ModelConfig, method: str, quant: QuantizationSection | None = None,
+               auto_class: str = "AutoModelForCausalLM", **extra: Any):
+    """Load a causal LM (or, with `auto_class`, another head such as a reward model's) for `method`
+    (full, lora or qlora); weights must be safetensors."""
+    import transformers
 
     kwargs: dict[str, Any] = {
         "revision": cfg.revision,
         "trust_remote_code": cfg.trust_remote_code,
         "dtype": torch_dtype(cfg.dtype, method),
         "use_safetensors": True,  # never unpickle weights: a .bin checkpoint can run arbitrary code
+        **extra,
     }
     if method == "qlora":
         kwargs["quantization_config"] = quantization_config(quant or QuantizationSection())
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        model = getattr(transformers, auto_class).from_pretrained(path, **kwargs)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load the model from {path}: {str(exc).splitlines()[0]}") from None
     use_fused_gelu(model)

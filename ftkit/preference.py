@@ -14,11 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftkit import callbacks
 from ftkit.config import Recipe
 from ftkit.errors import DataError
 from ftkit.evaluate import EvalResult, heldout_problems
-from ftkit.models import count_parameters
 from ftkit.runs import write_json_atomic
 from ftkit.sft import SFTRun, _eval_task
 
@@ -51,50 +49,43 @@ def _has_split(path: str | None, split: str) -> bool:
     return bool(path) and any((Path(path) / "data").glob(f"{split}-*.parquet"))
 
 
-class DPORun(SFTRun):
-    """Direct Preference Optimization (Rafailov et al. 2023): the policy's log-ratio to a frozen
-    reference is pushed up on chosen answers and down on rejected ones; with LoRA the reference is the
-    base model with adapters disabled (TRL's doing), so there is no second model in memory."""
+class PairsRun(SFTRun):
+    """What DPO and reward-model runs share: prompt/chosen/rejected rows, from `data.path`, with the
+    folder's validation split (or `data.eval_path`) as held-out pairs. TRL formats the pairs itself."""
 
     def _setup_data(self) -> None:
         from datasets import Dataset
 
         data = self.recipe.data
         if data.path is None:
-            raise DataError("a DPO recipe needs data.path: a preference folder from `ftkit collect pairs`")
-        rows = load_pairs(data.path)
-        self.train_dataset = Dataset.from_list(rows)
-        self.train_prompts = {r["prompt"] for r in rows if isinstance(r["prompt"], str)}
+            raise DataError(f"a {self.recipe.kind} recipe needs data.path: a preference folder from "
+                            "`ftkit collect pairs`")
+        self.train_rows = load_pairs(data.path)
+        self.train_dataset = Dataset.from_list(self.train_rows)
+        self.train_prompts = {r["prompt"] for r in self.train_rows if isinstance(r["prompt"], str)}
         eval_path = data.eval_path or (data.path if _has_split(data.path, "validation") else None)
-        split = "train" if data.eval_path else "validation"
-        self.eval_dataset = Dataset.from_list(load_pairs(eval_path, split)) if eval_path else None
-        self.eval_gym, self.eval_gym_kwargs = _eval_task(self.recipe)
-        self.heldout = []
-        if self.eval_gym and self.recipe.eval.n > 0:
-            self.heldout = heldout_problems(self.eval_gym, self.eval_gym_kwargs, self.recipe.eval.n,
-                                            self.recipe.eval.seed, exclude_prompts=self.train_prompts)
+        self.eval_rows = load_pairs(eval_path, "train" if data.eval_path else "validation") if eval_path else []
+        self.eval_dataset = Dataset.from_list(self.eval_rows) if self.eval_rows else None
+        self.eval_gym, self.eval_gym_kwargs, self.heldout = None, {}, []
 
     def _kind_defaults(self) -> dict[str, Any]:
-        return {}
+        return {}  # SFT's completion-only loss options do not exist in DPOConfig / RewardConfig
 
     def _is_conversational(self) -> bool:
         return False
 
-    def _setup_trainer(self) -> None:
-        from transformers.trainer_callback import PrinterCallback
-        from trl import DPOTrainer
 
-        extra = [callbacks.ProgressCallback(self.console), callbacks.MetricsCallback(self.metrics),
-                 callbacks.NanGuard()]
-        if self.recipe.eval.every_steps and self.heldout:
-            extra.append(callbacks.HeldoutAccuracyCallback(self.recipe.eval.every_steps,
-                                                           self._quick_heldout_accuracy, self.metrics))
-        self.trainer = DPOTrainer(model=self.model, args=self._sft_config(), train_dataset=self.train_dataset,
-                                  eval_dataset=self.eval_dataset, processing_class=self.tokenizer,
-                                  peft_config=self.peft_config, callbacks=extra)
-        self.trainer.remove_callback(PrinterCallback)
-        trainable, total = count_parameters(self.trainer.model)
-        self.params = {"trainable": trainable, "total": total}
+class DPORun(PairsRun):
+    """Direct Preference Optimization (Rafailov et al. 2023): the policy's log-ratio to a frozen
+    reference is pushed up on chosen answers and down on rejected ones; with LoRA the reference is the
+    base model with adapters disabled (TRL's doing), so there is no second model in memory."""
+
+    def _setup_data(self) -> None:
+        super()._setup_data()
+        self.eval_gym, self.eval_gym_kwargs = _eval_task(self.recipe)
+        if self.eval_gym and self.recipe.eval.n > 0:
+            self.heldout = heldout_problems(self.eval_gym, self.eval_gym_kwargs, self.recipe.eval.n,
+                                            self.recipe.eval.seed, exclude_prompts=self.train_prompts)
 
     def _announce(self) -> None:
         super()._announce()
@@ -102,56 +93,20 @@ class DPORun(SFTRun):
             self.console.print("no eval.gym: accuracy is not measured (set eval.gym to score the policy on a gym)")
 
 
-class RewardModelRun(SFTRun):
+class RewardModelRun(PairsRun):
     """A reward model: the causal LM's body with a one-number head (`AutoModelForSequenceClassification`,
     num_labels=1), trained with the Bradley-Terry loss -log sigmoid(r(chosen) - r(rejected))."""
 
     accuracy_label = "pairwise accuracy (chosen scored above rejected)"
 
     def _setup_model(self) -> None:
-        from ftkit.models import load_tokenizer, lora_config, resolve_model
-
-        cfg = self.recipe.model
-        self.resolved = resolve_model(cfg, self.run_dir, seed=self.recipe.seed)
-        self.tokenizer = load_tokenizer(self.resolved.path, cfg)
-        self.model = load_reward_model(self.resolved.path, cfg, self.recipe.method, self.recipe.quantization,
-                                       pad_token_id=self.tokenizer.pad_token_id)
-        self.peft_config = None
-        if self.recipe.method in ("lora", "qlora"):
-            self.peft_config = lora_config(self.recipe.lora)
+        super()._setup_model()
+        if self.peft_config is not None:
             self.peft_config.task_type = "SEQ_CLS"  # keeps the new score head trainable beside the adapters
 
-    def _setup_data(self) -> None:
-        from datasets import Dataset
-
-        data = self.recipe.data
-        if data.path is None:
-            raise DataError("a reward-model recipe needs data.path: a preference folder from `ftkit collect pairs`")
-        self.train_rows = load_pairs(data.path)
-        self.train_dataset = Dataset.from_list(self.train_rows)
-        eval_path = data.eval_path or (data.path if _has_split(data.path, "validation") else None)
-        self.eval_rows = load_pairs(eval_path, "train" if data.eval_path else "validation") if eval_path else []
-        self.eval_dataset = Dataset.from_list(self.eval_rows) if self.eval_rows else None
-        self.eval_gym, self.eval_gym_kwargs, self.heldout = None, {}, []
-
-    def _kind_defaults(self) -> dict[str, Any]:
-        return {}
-
-    def _is_conversational(self) -> bool:
-        return False
-
-    def _setup_trainer(self) -> None:
-        from transformers.trainer_callback import PrinterCallback
-        from trl import RewardTrainer
-
-        extra = [callbacks.ProgressCallback(self.console), callbacks.MetricsCallback(self.metrics),
-                 callbacks.NanGuard()]
-        self.trainer = RewardTrainer(model=self.model, args=self._sft_config(), train_dataset=self.train_dataset,
-                                     eval_dataset=self.eval_dataset, processing_class=self.tokenizer,
-                                     peft_config=self.peft_config, callbacks=extra)
-        self.trainer.remove_callback(PrinterCallback)
-        trainable, total = count_parameters(self.trainer.model)
-        self.params = {"trainable": trainable, "total": total}
+    def _load_model(self):
+        return load_reward_model(self.resolved.path, self.recipe.model, self.recipe.method, self.recipe.quantization,
+                                 pad_token_id=self.tokenizer.pad_token_id)
 
     def _announce(self) -> None:
         super()._announce()
@@ -176,20 +131,9 @@ class RewardModelRun(SFTRun):
 
 def load_reward_model(path: str, cfg, method: str, quant=None, *, pad_token_id: int | None = None):
     """A sequence-classification model with one output (the reward) from a causal-LM or reward-model folder."""
-    from transformers import AutoModelForSequenceClassification
+    from ftkit.models import load_model
 
-    from ftkit.config import QuantizationSection
-    from ftkit.errors import ModelError
-    from ftkit.models import quantization_config, torch_dtype
-
-    kwargs: dict[str, Any] = {"num_labels": 1, "revision": cfg.revision, "trust_remote_code": cfg.trust_remote_code,
-                              "dtype": torch_dtype(cfg.dtype, method), "use_safetensors": True}
-    if method == "qlora":
-        kwargs["quantization_config"] = quantization_config(quant or QuantizationSection())
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load a reward model from {path}: {str(exc).splitlines()[0]}") from None
+    model = load_model(path, cfg, method, quant, auto_class="AutoModelForSequenceClassification", num_labels=1)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = pad_token_id  # GPT-2 has none; the head reads the last non-pad token
     return model

@@ -167,3 +167,10 @@ def _json_number(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
+
+
+def start_run_folder(run_dir: Path, recipe_yaml: str, *, resume: bool, overwrite: bool) -> None:
+    """Claim the run folder (see `prepare_run_dir`) and write the resolved recipe and the environment."""
+    prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    write_text_atomic(run_dir / "recipe.yaml", recipe_yaml)
+    write_json_atomic(run_dir / "env.json", environment_info())

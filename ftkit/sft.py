@@ -34,10 +34,9 @@ from ftkit.runs import (
     TRAINING_DATA_FILE,
     MetricsLog,
     checkpoint_step,
-    environment_info,
     last_complete_checkpoint,
-    prepare_run_dir,
     save_folder_atomic,
+    start_run_folder,
     write_json_atomic,
     write_text_atomic,
 )
@@ -46,6 +45,10 @@ from ftkit.runs import (
 def main(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Run a recipe end to end; returns the summary (also written to summary.json)."""
     return SFTRun(recipe, resume=resume, overwrite=overwrite).run()
+
+
+# The TRL trainer each kind of recipe runs with.
+TRAINERS = {"sft": "SFTTrainer", "dpo": "DPOTrainer", "rm": "RewardTrainer"}
 
 
 class SFTRun:
@@ -93,9 +96,7 @@ class SFTRun:
 
     def _setup_run_dir(self) -> None:
         if self.is_main:
-            prepare_run_dir(self.run_dir, resume=self.resume, overwrite=self.overwrite)
-            write_text_atomic(self.run_dir / "recipe.yaml", recipe_to_yaml(self.recipe))
-            write_json_atomic(self.run_dir / "env.json", environment_info())
+            start_run_folder(self.run_dir, recipe_to_yaml(self.recipe), resume=self.resume, overwrite=self.overwrite)
         self.state.wait_for_everyone()
 
     def _setup_model(self) -> None:
@@ -103,8 +104,12 @@ class SFTRun:
         with self.state.main_process_first():  # a scratch model is built once, then read by the others
             self.resolved: ResolvedModel = resolve_model(cfg, self.run_dir, seed=self.recipe.seed)
         self.tokenizer = load_tokenizer(self.resolved.path, cfg)
-        self.model = load_model(self.resolved.path, cfg, self.recipe.method, self.recipe.quantization)
+        self.model = self._load_model()
         self.peft_config = lora_config(self.recipe.lora) if self.recipe.method in ("lora", "qlora") else None
+
+    def _load_model(self):
+        """The model to train (a causal LM here; the reward-model run loads a one-output head)."""
+        return load_model(self.resolved.path, self.recipe.model, self.recipe.method, self.recipe.quantization)
 
     def _setup_data(self) -> None:
         data = self.recipe.data
@@ -123,17 +128,19 @@ class SFTRun:
                                             self.recipe.eval.seed, exclude_prompts=self.train_prompts)
 
     def _setup_trainer(self) -> None:
-        from trl import SFTTrainer
+        """TRL's trainer for the recipe's kind (SFTTrainer, DPOTrainer, RewardTrainer: one signature)."""
+        import trl
+        from transformers.trainer_callback import PrinterCallback
 
-        args = self._sft_config()
+        trainer_class = getattr(trl, TRAINERS[self.recipe.kind])
         extra_callbacks = [callbacks.ProgressCallback(self.console), callbacks.MetricsCallback(self.metrics),
                            callbacks.NanGuard()]
         if self.recipe.eval.every_steps and self.heldout:
             extra_callbacks.append(callbacks.HeldoutAccuracyCallback(
                 self.recipe.eval.every_steps, self._quick_heldout_accuracy, self.metrics))
-        self.trainer = SFTTrainer(
+        self.trainer = trainer_class(
             model=self.model,
-            args=args,
+            args=self._sft_config(),
             train_dataset=self.train_dataset,
             eval_dataset=self.eval_dataset,
             processing_class=self.tokenizer,
@@ -141,8 +148,6 @@ class SFTRun:
             callbacks=extra_callbacks,
         )
         # With disable_tqdm, transformers prints every log dict; ftkit's progress bar replaces it.
-        from transformers.trainer_callback import PrinterCallback
-
         self.trainer.remove_callback(PrinterCallback)
         trainable, total = count_parameters(self.trainer.model)
         self.params = {"trainable": trainable, "total": total}

@@ -44,10 +44,9 @@ from ftkit.runs import (
     TRAINING_DATA_FILE,
     MetricsLog,
     checkpoints,
-    environment_info,
     last_complete_checkpoint,
-    prepare_run_dir,
     save_folder_atomic,
+    start_run_folder,
     write_json_atomic,
     write_text_atomic,
 )
@@ -122,9 +121,7 @@ class RLRun:
 
     def _setup_run_dir(self) -> None:
         if self.is_main:
-            prepare_run_dir(self.run_dir, resume=self.resume, overwrite=self.overwrite)
-            write_text_atomic(self.run_dir / "recipe.yaml", recipe_to_yaml(self.recipe))
-            write_json_atomic(self.run_dir / "env.json", environment_info())
+            start_run_folder(self.run_dir, recipe_to_yaml(self.recipe), resume=self.resume, overwrite=self.overwrite)
         self.accelerator.wait_for_everyone()
 
     def _setup_model(self) -> None:
