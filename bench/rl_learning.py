@@ -3,9 +3,11 @@
     python bench/rl_learning.py                       # 20 minutes per algorithm, then guess_number
     python bench/rl_learning.py --minutes 5 --algos grpo --skip-guess-number
 
-1. The starting model (default `runs/gpt2_math/model`, made by `ftkit sft recipes/gpt2_math.yaml`) is
-   scored greedily on the candidate arithmetic tasks, to show where the RL recipes' task sits: the
-   target is a start between 20% and 70%, where groups of samples disagree and RL has room to gain.
+1. The starting model (default `runs/gpt2_math_lora/merged`: the gpt2_math output with the LoRA stage
+   of `recipes/gpt2_math_lora.yaml` merged in) is scored greedily on the candidate arithmetic tasks, to
+   show where the RL recipes' task sits: the target is a start between 20% and 70%, where groups of
+   samples disagree and RL has room to gain. The gpt2_math output alone scores 100% on addition and 0%
+   on subtraction, with all 16 samples of a subtraction identical: no task of it is in the band.
 2. Each algorithm runs its shipped recipe (`recipes/<algo>_arithmetic.yaml`) from that model with a
    wall-clock budget (`train.time_limit_minutes`); the run's own summary gives accuracy before and
    after on the same 500 held-out problems, and the wall time.
@@ -29,28 +31,28 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+ADDITION = {"ops": ["+"], "digits": 3, "answer_format": "reversed"}
 CANDIDATES = {
-    "addition (3 in 4 of the SFT problems)": {"ops": ["+"], "digits": 3, "answer_format": "reversed"},
-    "subtraction": {"ops": ["-"], "digits": 3, "answer_format": "reversed"},
-    "1 addition : 3 subtractions (the RL recipes' task)": {"ops": ["+", "-"], "op_weights": [1, 3], "digits": 3,
-                                                          "answer_format": "reversed"},
+    "addition": ADDITION,
+    "subtraction (the RL recipes' task)": {"ops": ["-"], "digits": 3, "answer_format": "reversed"},
     "1 addition : 1 subtraction": {"ops": ["+", "-"], "digits": 3, "answer_format": "reversed"},
 }
 
 
-def start_scores(model: str, n: int) -> dict[str, float]:
+def greedy_accuracy(model: str, tasks: dict[str, dict], n: int) -> dict[str, float]:
     from ftkit.evaluate import evaluate_on_gym, load_for_eval
 
     policy, tokenizer = load_for_eval(model)
     return {name: evaluate_on_gym(policy, tokenizer, "arithmetic", kwargs, n=n, seed=1, max_new_tokens=6,
                                   samples=0).accuracy
-            for name, kwargs in CANDIDATES.items()}
+            for name, kwargs in tasks.items()}
 
 
-def run_recipe(recipe: str, model: str, minutes: float, threads: int, extra: list[str]) -> dict:
+def run_recipe(recipe: str, model: str | None, minutes: float, threads: int, extra: list[str]) -> dict:
     name = Path(recipe).stem
     out = ROOT / "runs" / "bench_rl" / name
-    cmd = [sys.executable, "-m", "ftkit", "rl", str(ROOT / "recipes" / recipe), f"model.name={model}",
+    model_override = [f"model.name={model}"] if model else []  # None: the recipe's own start model
+    cmd = [sys.executable, "-m", "ftkit", "rl", str(ROOT / "recipes" / recipe), *model_override,
            f"output_dir={out}", f"train.time_limit_minutes={minutes}", "train.steps=100000", "--overwrite", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
     started = time.perf_counter()
@@ -59,12 +61,12 @@ def run_recipe(recipe: str, model: str, minutes: float, threads: int, extra: lis
     if done.returncode != 0:
         return {"name": name, "error": (done.stderr.strip().splitlines() or ["?"])[-1]}
     summary = json.loads((out / "summary.json").read_text())
-    return {"name": name, "wall_s": wall, **summary}
+    return {"name": name, "wall_s": wall, "run_dir": out, **summary}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="runs/gpt2_math/model")
+    parser.add_argument("--model", default="runs/gpt2_math_lora/merged")
     parser.add_argument("--minutes", type=float, default=20.0, help="training budget per algorithm")
     parser.add_argument("--algos", nargs="+", default=["grpo", "rloo", "ppo"])
     parser.add_argument("--threads", type=int, default=2)
@@ -74,13 +76,15 @@ def main() -> None:
                         help="run this many recipes at once, splitting --threads between them")
     args = parser.parse_args()
     if not Path(args.model).is_dir():
-        sys.exit(f"no model at {args.model}: run `ftkit sft recipes/gpt2_math.yaml` first")
+        sys.exit(f"no model at {args.model}: run `ftkit sft recipes/gpt2_math.yaml` then "
+                 "`ftkit sft recipes/gpt2_math_lora.yaml` first")
 
     import torch
 
     torch.set_num_threads(args.threads)
     print(f"starting model {args.model}: greedy held-out accuracy (n={args.eval_n}, eval seed 1)")
-    for name, accuracy in start_scores(args.model, args.eval_n).items():
+    start = greedy_accuracy(args.model, CANDIDATES, args.eval_n)
+    for name, accuracy in start.items():
         band = "in the 20-70% band" if 0.2 <= accuracy <= 0.7 else "outside the 20-70% band"
         print(f"  {name:<52} {accuracy:6.1%}  ({band})")
 
@@ -91,18 +95,22 @@ def main() -> None:
     if not args.skip_guess_number:
         recipes.append("grpo_guess_number.yaml")
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each run is its own process
-        results = list(pool.map(lambda recipe: run_recipe(recipe, args.model, args.minutes, threads, []), recipes))
+        results = list(pool.map(lambda recipe: run_recipe(
+            recipe, args.model if "arithmetic" in recipe else None, args.minutes, threads, []), recipes))
     rows, guess = results[: len(args.algos)], results[len(args.algos) :]
-    print(f"\nRL on 3-digit reversed problems, 3 subtractions to 1 addition, {args.minutes:g} minutes of training each, {threads} thread(s) "
-          f"each, {args.jobs} run(s) at a time")
-    print(f"{'recipe':<18} {'before':>8} {'after':>8} {'gain':>8} {'steps':>7} {'wall':>8}   target: gain >= 15 points")
+    print(f"\nRL on 3-digit reversed subtraction, {args.minutes:g} minutes of training each, {threads} thread(s) "
+          f"each, {args.jobs} run(s) at a time; 'addition after' checks that the skill RL did not train on held")
+    print(f"{'recipe':<18} {'before':>8} {'after':>8} {'gain':>8} {'steps':>7} {'wall':>8} {'addition after':>15}"
+          "   target: gain >= 15 points")
     for r in rows:
         if "error" in r:
             print(f"{r['name']:<18} failed: {r['error']}")
             continue
         gain = (r["heldout_accuracy_end"] - r["heldout_accuracy_start"]) * 100
+        addition = greedy_accuracy(str(r["run_dir"] / "model"), {"addition": ADDITION}, args.eval_n)["addition"]
         print(f"{r['name']:<18} {r['heldout_accuracy_start']:8.1%} {r['heldout_accuracy_end']:8.1%} "
-              f"{gain:+7.1f}p {r['steps']:7d} {r['wall_s'] / 60:7.1f}m   {'met' if gain >= 15 else 'not met'}")
+              f"{gain:+7.1f}p {r['steps']:7d} {r['wall_s'] / 60:7.1f}m {start['addition']:6.1%} -> {addition:5.1%}"
+              f"   {'met' if gain >= 15 else 'not met'}")
 
     for g in guess:
         print("\nmulti-turn: guess_number (1 to 16, at most 7 guesses), held-out episodes")

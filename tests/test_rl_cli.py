@@ -17,8 +17,8 @@ def _error_line(capsys) -> str:
 
 def test_short_form_runs_the_shipped_recipe_with_flags_as_overrides():
     recipe = recipe_from_args(None, [], gym="arithmetic")
-    assert recipe.name == "grpo_arithmetic" and recipe.gym.kwargs["ops"] == ["+", "-"]
-    assert recipe.model.name == "runs/gpt2_math/model"
+    assert recipe.name == "grpo_arithmetic" and recipe.gym.kwargs["ops"] == ["-"]
+    assert recipe.model.name == "runs/gpt2_math_lora/merged"
     ppo = recipe_from_args(None, ["train.steps=7"], gym="arithmetic", algo="ppo", model="some/folder")
     assert (ppo.name, ppo.algo, ppo.model.name, ppo.train.steps) == ("ppo_arithmetic", "ppo", "some/folder", 7)
     # No shipped recipe for this pair: the built-in defaults with that gym.
@@ -38,7 +38,9 @@ def test_every_shipped_rl_recipe_validates():
     for name in names:
         recipe = load_rl_recipe(Path("recipes") / name)
         assert Path("recipes", name).read_text().startswith(f"# ftkit rl recipes/{name}")
-        assert recipe.model.name == "runs/gpt2_math/model"
+        # Arithmetic starts after the LoRA stage that half-teaches subtraction; guess_number from the flagship.
+        expected = "runs/gpt2_math_lora/merged" if "arithmetic" in name else "runs/gpt2_math/model"
+        assert recipe.model.name == expected
 
 
 @pytest.mark.parametrize(
@@ -61,8 +63,8 @@ def test_bad_rl_input_is_one_line(argv, expected, capsys, tmp_path, monkeypatch)
 
 
 def test_missing_start_model_names_the_command_to_run_first(capsys, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # no runs/gpt2_math here
+    monkeypatch.chdir(tmp_path)  # no runs/ here
     assert main(["rl", "--gym", "arithmetic"]) == 2
     err = _error_line(capsys)
-    assert "runs/gpt2_math/model" in err and "ftkit sft recipes/gpt2_math.yaml" in err
+    assert "runs/gpt2_math_lora/merged" in err and "ftkit sft recipes/gpt2_math_lora.yaml" in err
     assert not (tmp_path / "runs" / "grpo_arithmetic").exists()  # no half-made run folder left behind
