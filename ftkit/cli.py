@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     rl.add_argument("overrides", nargs="*", help="dotted overrides: train.steps=50 rollout.group_size=16")
     rl.add_argument("--gym", help="gym id or short name; uses recipes/<algo>_<gym>.yaml when it exists")
     rl.add_argument("--algo", choices=("grpo", "rloo", "ppo"), help="advantage estimator (default grpo)")
-    rl.add_argument("--model", help=f"model folder to start from (default {DEFAULT_RL_MODEL})")
+    rl.add_argument("--model", help="model folder to start from (default: the recipe's model.name; "
+                                    f"{DEFAULT_RL_MODEL} for a gym without a shipped recipe)")
     rl.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     rl.add_argument("--overwrite", action="store_true", help="replace an earlier run in the same folder")
     rl.set_defaults(func=_cmd_rl)
