@@ -7,7 +7,7 @@ Every step is the README's command, run as a user would run it:
 
 1. `ftkit eval`: the start model's greedy held-out accuracy on the task, the RL recipes' (3-digit
    reversed subtraction). The start is the gpt2_math output with the LoRA stage of
-   `recipes/gpt2_math_lora.yaml` merged in: it solves about 41% of subtractions, between 20% and 70%.
+   `recipes/gpt2_math_lora.yaml` merged in: it solves 29-46% of subtractions, between 20% and 70%.
    (The gpt2_math output alone solves none, and its 16 samples of a problem are all the same wrong
    answer: rollouts would hold nothing to keep and no pairs.)
 2. `ftkit collect rollouts`: the model plays n problems k times at temperature 1; the bench prints
@@ -63,6 +63,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="runs/bench_collect")
     args = parser.parse_args()
+    from ftkit.cli import quiet_libraries
+
+    # transformers drops an all-ones attention mask, then warns about it when a finished row's
+    # padding shows up in decoding: chatter that would bury the figures.
+    quiet_libraries()
     out = ROOT / args.out
     data = out / "data"
     out.mkdir(parents=True, exist_ok=True)
