@@ -63,11 +63,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="runs/bench_collect")
     args = parser.parse_args()
-    from ftkit.cli import quiet_libraries
-
-    # transformers drops an all-ones attention mask, then warns about it when a finished row's
-    # padding shows up in decoding: chatter that would bury the figures.
-    quiet_libraries()
     out = ROOT / args.out
     data = out / "data"
     out.mkdir(parents=True, exist_ok=True)

@@ -77,9 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     from ftkit.cli import quiet_libraries
 
-    # transformers drops an all-ones attention mask, then warns about it when a finished row's
-    # padding shows up in decoding: chatter that would bury the figures.
-    quiet_libraries()
+    quiet_libraries()  # the libraries' advisory chatter would bury the figures
     if not Path(args.model).is_dir():
         sys.exit(f"no model at {args.model}: run `ftkit sft recipes/gpt2_math.yaml` then "
                  "`ftkit sft recipes/gpt2_math_lora.yaml` first")

@@ -6,8 +6,8 @@
 Both sides start from the same model folder and train on the same gym problems, in the same order
 (TRL's dataset is the list of problems ftkit's seed stream draws, step by step, skipping held-out
 prompts), with the same number of prompts per step and group size, the same completion limit,
-temperature, learning rate and its warm-up, clipping and number of steps: one rollout batch and one AdamW update per
-step, no KL term, group advantages scaled by the group's std, the loss averaged over every completion
+temperature, learning rate and its warm-up, clipping and number of steps: one rollout batch and one
+AdamW update per step, no KL term, group advantages scaled by the group's std, the loss averaged over every completion
 token of the batch. TRL's reward function steps the gym itself, so both are scored by the same code.
 
 Measured per side, the first step left out as warm-up: time per training step (rollout and update;
@@ -30,7 +30,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
@@ -44,18 +44,28 @@ TRAIN_SEED, EVAL_SEED, SEED = 0, 1, 0
 CLIP_EPS, MAX_GRAD_NORM, TEMPERATURE = 0.2, 1.0, 1.0
 
 
-def task_defaults() -> tuple[dict[str, Any], float, int, str, str]:
-    """Gym kwargs, learning rate, warm-up steps and start model of the shipped GRPO arithmetic recipe."""
-    if RECIPE.is_file():
-        import yaml
+class TaskDefaults(NamedTuple):
+    gym_kwargs: dict[str, Any]
+    lr: float
+    warmup: int
+    model: str
+    source: str  # where the values came from, for the printout
 
-        raw = yaml.safe_load(RECIPE.read_text()) or {}
-        kwargs = (raw.get("gym") or {}).get("kwargs") or FALLBACK_GYM_KWARGS
-        train = raw.get("train") or {}
-        lr = float(train.get("learning_rate") or FALLBACK_LR)
-        model = (raw.get("model") or {}).get("name") or FALLBACK_MODEL
-        return kwargs, lr, int(train.get("warmup_steps") or 0), model, str(RECIPE)
-    return FALLBACK_GYM_KWARGS, FALLBACK_LR, 0, FALLBACK_MODEL, f"built-in defaults ({RECIPE} not found)"
+
+def task_defaults() -> TaskDefaults:
+    """Gym kwargs, learning rate, warm-up steps and start model of the shipped GRPO arithmetic recipe."""
+    if not RECIPE.is_file():
+        return TaskDefaults(FALLBACK_GYM_KWARGS, FALLBACK_LR, 0, FALLBACK_MODEL,
+                            f"built-in defaults ({RECIPE} not found)")
+    import yaml
+
+    raw = yaml.safe_load(RECIPE.read_text()) or {}
+    train = raw.get("train") or {}
+    return TaskDefaults(gym_kwargs=(raw.get("gym") or {}).get("kwargs") or FALLBACK_GYM_KWARGS,
+                        lr=float(train.get("learning_rate") or FALLBACK_LR),
+                        warmup=int(train.get("warmup_steps") or 0),
+                        model=(raw.get("model") or {}).get("name") or FALLBACK_MODEL,
+                        source=str(RECIPE))
 
 
 def ftkit_recipe(args, out: Path):
@@ -69,7 +79,8 @@ def ftkit_recipe(args, out: Path):
         "rollout": {"prompts_per_step": args.prompts, "group_size": args.group_size,
                     "max_new_tokens": args.max_tokens, "temperature": TEMPERATURE, "top_p": 1.0,
                     "batch_size": batch},  # every completion of a step in one generate() call, as TRL does
-        "train": {"steps": args.steps, "learning_rate": args.lr, "lr_schedule": "constant", "warmup_steps": args.warmup,
+        "train": {"steps": args.steps, "learning_rate": args.lr,
+                  "lr_schedule": "constant", "warmup_steps": args.warmup,  # linear warm-up, then constant
                   "weight_decay": 0.0, "epochs": 1, "minibatch_size": None,  # one update per rollout batch
                   "micro_batch_size": batch,  # one forward/backward over the batch, as TRL's below
                   "max_grad_norm": MAX_GRAD_NORM, "clip_eps": CLIP_EPS, "loss_aggregation": "token",
@@ -171,8 +182,8 @@ def run_trl(args, rows: list[dict[str, Any]], out: Path) -> dict[str, Any]:
         epsilon=CLIP_EPS,  # PPO clip range; epsilon_high defaults to it (symmetric, as ftkit's clip_eps)
         mask_truncated_completions=False,  # ftkit trains on completions cut by the length limit too
         disable_dropout=True,  # ftkit sets every dropout to 0 (the model's config already has 0)
-        learning_rate=args.lr, weight_decay=0.0, warmup_steps=args.warmup,  # linear warm-up, then constant
-        lr_scheduler_type="constant_with_warmup" if args.warmup else "constant",
+        learning_rate=args.lr, weight_decay=0.0,
+        lr_scheduler_type="constant_with_warmup", warmup_steps=args.warmup,  # as ftkit's; 0 is plain constant
         max_grad_norm=MAX_GRAD_NORM,  # AdamW with the Trainer's default betas/eps (torch's defaults, as ftkit)
         gradient_checkpointing=False,  # TRL turns it on by default; ftkit does not checkpoint
         use_cpu=True, bf16=False,  # TRL defaults to bf16; ftkit trains in float32 on the CPU
@@ -250,17 +261,19 @@ def main() -> None:
     from ftkit.cli import quiet_libraries
 
     quiet_libraries()  # the libraries' advisory chatter would bury the figures
-    gym_kwargs, lr, warmup, model, source = task_defaults()
+    defaults = task_defaults()
+    gym_kwargs, source = defaults.gym_kwargs, defaults.source
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=model, help=f"model folder both sides start from (default from {source})")
+    parser.add_argument("--model", default=defaults.model,
+                        help=f"model folder both sides start from (default from {source})")
     parser.add_argument("--gym-kwargs", type=str, default=None,
                         help=f"arithmetic gym arguments as YAML/JSON (default from {source}: {gym_kwargs})")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--prompts", type=int, default=16, help="prompts per step (P)")
     parser.add_argument("--group-size", type=int, default=16, help="completions per prompt (G)")
     parser.add_argument("--max-tokens", type=int, default=6, help="max completion tokens (answer + eos)")
-    parser.add_argument("--lr", type=float, default=lr)
-    parser.add_argument("--warmup", type=int, default=warmup, help="linear warm-up steps, both sides")
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--warmup", type=int, default=defaults.warmup, help="linear warm-up steps, both sides")
     parser.add_argument("--eval-n", type=int, default=500, help="held-out problems (eval seed 1)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads, both sides")
     parser.add_argument("--output-dir", default=None,
@@ -303,7 +316,8 @@ def main() -> None:
     timed_steps = ("steps 2-" if f["steps_timed"] < args.steps else "steps 1-") + str(args.steps)
     print(f"\nmodel {args.model}, gym {GYM} {json.dumps(args.gym_kwargs)} ({source})")
     print(f"{args.steps} steps of {args.prompts} prompts x {args.group_size} completions = {batch} per step, "
-          f"<= {args.max_tokens} completion tokens, temperature {TEMPERATURE}, lr {args.lr:g} constant after {args.warmup} warm-up steps, "
+          f"<= {args.max_tokens} completion tokens, temperature {TEMPERATURE}, "
+          f"lr {args.lr:g} constant after {args.warmup} warm-up steps, "
           f"clip {CLIP_EPS}, grad norm {MAX_GRAD_NORM}, no KL, std-scaled group advantages, token-mean loss")
     print(f"TRL: per_device_train_batch_size={batch}, gradient_accumulation_steps=1, num_generations="
           f"{args.group_size}, num_iterations=1, loss_type=dapo, scale_rewards=group, beta=0, shuffle_dataset=False")

@@ -162,7 +162,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def quiet_libraries() -> None:
-    """Keep the libraries' chatter (download bars, advisory warnings) out of the user's way."""
+    """Keep the libraries' chatter (download bars, advisory warnings) out of the user's way.
+
+    One of them is spurious for ftkit: `generate` drops an all-ones attention mask, then GPT-2 warns
+    "We strongly recommend passing in an `attention_mask`" when a finished row's padding is decoded.
+    """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
