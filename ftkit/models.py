@@ -107,10 +107,12 @@ def _fetch_config(cfg: ModelConfig) -> None:
         return
     except (OSError, ValueError):
         pass  # not cached: try the network below
+    # `runs/model` reads as a hub id (org/name) too: say so when it is also not a folder here.
+    no_folder = f" (and there is no folder {cfg.name} here)" if "/" in cfg.name else ""
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        raise ModelError(f'"{cfg.name}" is not in the local cache and HF_HUB_OFFLINE is set')
+        raise ModelError(f'"{cfg.name}" is not in the local cache and HF_HUB_OFFLINE is set{no_folder}')
     if not hub_reachable():
-        raise ModelError(f'cannot reach the Hugging Face hub to fetch "{cfg.name}" (offline?)')
+        raise ModelError(f'cannot reach the Hugging Face hub to fetch "{cfg.name}" (offline?){no_folder}')
     try:
         AutoConfig.from_pretrained(cfg.name, **kwargs)
     except (OSError, ValueError) as exc:

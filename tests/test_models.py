@@ -64,6 +64,14 @@ def test_unreachable_hub_model_falls_back_and_says_why(tmp_path, monkeypatch):
         resolve_model(ModelConfig(name="gpt2"), tmp_path)
 
 
+
+def test_missing_two_part_folder_is_named_as_a_folder_too(tmp_path, monkeypatch):
+    # `runs/missing` could be a hub id (org/name): offline, the error must also say no such folder exists.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelError, match="no folder runs/missing here"):
+        resolve_model("runs/missing", tmp_path)
+
 def test_fused_gelu_swap_keeps_outputs_and_the_saved_config(tmp_path):
     import torch
 
