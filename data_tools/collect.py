@@ -29,8 +29,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from data_tools.errors import DataError
 from data_tools.gym_data import gym_examples, item_seed
-from ftkit.errors import DataError
+from gyms.registry import is_multi_turn
 
 # Rollouts are played and saved this many problems at a time: a killed run loses at most one chunk.
 ROLLOUT_CHUNK = 64
@@ -49,8 +50,6 @@ def gym_version(gym: str) -> str:
 def demos(gym: str, n: int, seed: int = 0, env_kwargs: dict[str, Any] | None = None,
           max_turns: int | None = None) -> list[dict[str, Any]]:
     """n oracle demonstrations: prompt/completion rows, or chat `messages` rows for a multi-turn gym."""
-    from ftkit.evaluate import is_multi_turn
-
     env_kwargs = env_kwargs or {}
     if not is_multi_turn(gym, env_kwargs):
         return [{**r, "difficulty": json.dumps(r["difficulty"], sort_keys=True)}

@@ -28,8 +28,9 @@ from typing import Any
 
 import datasets
 
+from data_tools.errors import DataError
 from data_tools.readers import Record
-from ftkit.errors import DataError, did_you_mean
+from gyms.errors import did_you_mean
 
 FORMATS = ("prompt_completion", "messages", "text")
 ROLES = ("system", "user", "assistant")

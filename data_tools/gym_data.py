@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 import gyms
-from ftkit.errors import DataError
+from data_tools.errors import DataError
 
 
 def item_seed(seed: int, index: int) -> int:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ftkit.errors import DataError
+from data_tools.errors import DataError
 
 KEYS_HELP = "[a] A better  [b] B better  [s] skip  [e] edit  [q] quit"
 

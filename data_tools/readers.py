@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ftkit.errors import DataError
+from data_tools.errors import DataError
 
 SUPPORTED = ".jsonl, .ndjson, .json, .csv, .parquet, or a folder written by Dataset.save_to_disk or ftkit collect"
 

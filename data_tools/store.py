@@ -25,8 +25,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ftkit.errors import DataError
-from ftkit.runs import save_folder_atomic
+from data_tools.atomic import save_folder_atomic
+from data_tools.errors import DataError
 
 MANIFEST = "collect.json"
 CARD = "README.md"

@@ -22,7 +22,7 @@ import random
 import re
 from typing import Any
 
-from ftkit.errors import DataError
+from data_tools.errors import DataError
 
 REPORT_EXAMPLES = 5
 _WORD = re.compile(r"\w+|[^\w\s]")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from data_tools.gym_data import gym_examples, item_seed
+from gyms.registry import is_multi_turn  # a gym question; ftkit.rl.trainer imports it from here
 
 
 @dataclass
@@ -118,16 +119,6 @@ def as_prompt(observation: str, chat: bool, system_prompt: str | None = None):
         return observation
     system = [{"role": "system", "content": system_prompt}] if system_prompt else []
     return [*system, {"role": "user", "content": observation}]
-
-
-def is_multi_turn(gym: str, gym_kwargs: dict[str, Any]) -> bool:
-    import gyms
-
-    env = gyms.make(gym, **gym_kwargs)
-    try:
-        return bool(getattr(env.unwrapped, "multi_turn", False))
-    finally:
-        env.close()
 
 
 def evaluate_episodes(model, tokenizer, gym: str, gym_kwargs: dict[str, Any], *, n: int, seed: int,

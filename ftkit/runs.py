@@ -20,6 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+# Re-exported: sft and rl save models and checkpoints through ftkit.runs.
+from data_tools.atomic import save_folder_atomic as save_folder_atomic
 from ftkit.errors import FtkitError, TrainingError
 
 # Written into a trained model's folder so that `ftkit eval` can find its task and skip its training problems.
@@ -37,23 +39,6 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
-
-
-def save_folder_atomic(final: Path, write) -> None:
-    """Write a whole folder with `write(staging_folder)` beside `final`, then rename it into place.
-
-    A kill during the write leaves the previous version (or nothing), never a half-written folder.
-    """
-    staging = final.with_name(f".{final.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    write(staging)
-    old = final.with_name(f".{final.name}.old")
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(staging, final)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def checkpoint_step(path: Path) -> int:

@@ -12,8 +12,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from ftkit.errors import GymError
 from gyms.base import TextEnv, check_range, check_reset_options, check_whole_number
+from gyms.errors import GymError
 from gyms.safe_math import BinOp, Expr, Num, evaluate, to_text
 
 OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul}

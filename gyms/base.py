@@ -50,7 +50,7 @@ from typing import Any
 import gymnasium
 from gymnasium import spaces
 
-from ftkit.errors import GymError, did_you_mean
+from gyms.errors import GymError, did_you_mean
 
 _PRINTABLE = frozenset(string.printable)
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ftkit.errors import GymError, did_you_mean
 from gyms.base import TextEnv, check_reset_options, check_whole_number, printable
+from gyms.errors import GymError, did_you_mean
 from gyms.safe_math import MathError, evaluate, format_number, parse
 
 MAX_DIGITS = 4

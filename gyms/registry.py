@@ -16,8 +16,8 @@ from typing import Any
 import gymnasium
 from gymnasium.envs.registration import load_env_creator
 
-from ftkit.errors import GymError, did_you_mean
 from gyms import adapters
+from gyms.errors import GymError, did_you_mean
 
 NAMESPACE = "ftkit"
 
@@ -101,6 +101,18 @@ def make(name: str, **kwargs: Any) -> gymnasium.Env:
     gym_id = resolve_id(name)
     _check_constructor_args(gym_id, kwargs)
     return gymnasium.make(gym_id, **kwargs)
+
+
+def is_multi_turn(name: str, kwargs: dict[str, Any] | None = None) -> bool:
+    """Can an episode of this gym last more than one step: `is_multi_turn("guess_number")` is True.
+
+    Asks the built env (its `multi_turn` attribute), so adapted tasks answer too.
+    """
+    env = make(name, **(kwargs or {}))
+    try:
+        return bool(getattr(env.unwrapped, "multi_turn", False))
+    finally:
+        env.close()
 
 
 def oracle(env: gymnasium.Env) -> str:

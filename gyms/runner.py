@@ -33,7 +33,7 @@ from typing import Any
 
 import gymnasium
 
-from ftkit.errors import GymError
+from gyms.errors import GymError
 
 Message = dict[str, str]  # {"role": "user" | "assistant" | "system", "content": "..."}
 Observation = str | list[Message]

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from string import Template
 
-from ftkit.errors import GymError
+from gyms.errors import GymError
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -97,8 +97,8 @@ from collections.abc import Sequence
 from numbers import Integral
 from typing import Any
 
-from ftkit.errors import GymError, did_you_mean
 from gyms.base import TextEnv
+from gyms.errors import GymError, did_you_mean
 
 LETTERS = string.ascii_lowercase
 MAX_LENGTH = 20
@@ -226,8 +226,8 @@ import pytest
 
 import gyms
 import gyms.${name}
-from ftkit.errors import GymError
 from gyms.checks import check_gym
+from gyms.errors import GymError
 from gyms.${name} import score_answer
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import gymnasium
 from gymnasium import spaces
 
-from ftkit.errors import GymError
+from gyms.errors import GymError
 
 
 @dataclass(frozen=True)

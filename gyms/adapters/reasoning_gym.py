@@ -21,9 +21,9 @@ import gymnasium
 import reasoning_gym
 from reasoning_gym.factory import DATASETS
 
-from ftkit.errors import GymError, did_you_mean
 from gyms.adapters import AnyText, flat_difficulty, register_once
 from gyms.base import TextEnv
+from gyms.errors import GymError, did_you_mean
 
 # Solved means a score of exactly 1.0, with no tolerance: spell_backward adds up 1/n per matching letter
 # and pays 0.9999999999999998 to any action that merely *starts* with the answer.

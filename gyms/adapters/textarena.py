@@ -26,9 +26,9 @@ import gymnasium
 import textarena
 from textarena.envs.registration import ENV_REGISTRY
 
-from ftkit.errors import GymError, did_you_mean
 from gyms.adapters import AnyText, flat_difficulty, register_once
 from gyms.base import TextEnv
+from gyms.errors import GymError, did_you_mean
 
 # The adapted games, each with a one-line description.
 GAMES = {
