@@ -112,15 +112,55 @@ class NanGuard(TrainerCallback):
 
 
 class HeldoutAccuracyCallback(TrainerCallback):
-    """Scores exact-match accuracy on held-out gym problems every N steps (for the accuracy curve)."""
+    """Scores exact-match accuracy on held-out gym problems every N steps (for the accuracy curve).
 
-    def __init__(self, every_steps: int, score_fn, log: MetricsLog):
+    With a `stop_when` band (`eval.stop_when` in a recipe), training ends at the first of these
+    evaluations whose accuracy, on the watched difficulty, is inside the band. The decision is made
+    on the main process and shared, so every process of a distributed run stops at the same step.
+    """
+
+    def __init__(self, every_steps: int, score_fn, log: MetricsLog, stop_when=None, console: Console | None = None):
         self.every_steps = every_steps
-        self.score_fn = score_fn  # model -> accuracy in [0, 1]
+        self.score_fn = score_fn  # model -> (accuracy, accuracy on the watched difficulty), both in [0, 1]
         self.log = log
+        self.stop_when = stop_when  # ftkit.config.StopWhenSection or None
+        self.console = console or Console(stderr=True, highlight=False)
+        self.stopped_at: dict[str, Any] | None = None  # the step and accuracy that ended training early
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         last_step = state.global_step >= state.max_steps  # the final evaluation covers it
-        if state.global_step % self.every_steps == 0 and not last_step and state.is_world_process_zero:
-            accuracy = self.score_fn(model)
-            self.log.append({"step": state.global_step, "epoch": state.epoch, "heldout_accuracy": accuracy})
+        if state.global_step % self.every_steps or last_step:
+            return
+        stop = False
+        if state.is_world_process_zero:
+            accuracy, watched = self.score_fn(model)
+            record = {"step": state.global_step, "epoch": state.epoch, "heldout_accuracy": accuracy}
+            if self.stop_when is not None:
+                record["stop_when_accuracy"] = watched
+                stop = watched >= self.stop_when.min_accuracy
+            self.log.append(record)
+            if stop:
+                self._announce_stop(state.global_step, watched)
+        if self.stop_when is not None and _share_from_main(stop):
+            control.should_training_stop = True
+
+    def _announce_stop(self, step: int, accuracy: float) -> None:
+        band = self.stop_when
+        self.stopped_at = {"step": step, "accuracy": accuracy}
+        self.console.print(f"stopping at step {step}: held-out accuracy {accuracy:.1%} reached "
+                           f"eval.stop_when.min_accuracy {band.min_accuracy:.0%}")
+        if accuracy > band.max_accuracy:
+            self.console.print(f"[bold yellow]warning:[/] {accuracy:.1%} is past eval.stop_when.max_accuracy "
+                               f"{band.max_accuracy:.0%}: the band was overshot between two evaluations; "
+                               "lower eval.every_steps to check more often")
+
+
+def _share_from_main(flag: bool) -> bool:
+    """The main process's `flag` on every process (a no-op without torch.distributed)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    box = [flag]
+    dist.broadcast_object_list(box, src=0)
+    return bool(box[0])

@@ -87,6 +87,27 @@ class DataConfig(Section):
         return self
 
 
+class StopWhenSection(Section):
+    """End training at the first held-out evaluation whose accuracy is inside a band.
+
+    For a stage meant to leave a model half-trained (e.g. the start of an RL run, which learns best
+    between 20% and 70%), whatever the run-to-run timing of the jump in accuracy.
+    """
+
+    min_accuracy: float = Field(ge=0, le=1, description="Stop at the first evaluation at or above this accuracy.")
+    max_accuracy: float = Field(1.0, ge=0, le=1, description="Top of the band: above it, a warning says it was overshot.")
+    difficulty: dict[str, Any] = Field(
+        default_factory=dict,
+        description='Watch only the held-out problems of this difficulty, e.g. {op: "-"}; default all of them.',
+    )
+
+    @model_validator(mode="after")
+    def _band(self) -> StopWhenSection:
+        if self.min_accuracy > self.max_accuracy:
+            raise ValueError(f"min_accuracy {self.min_accuracy} is above max_accuracy {self.max_accuracy}")
+        return self
+
+
 class EvalConfig(Section):
     gym: str | None = Field(None, description="Gym to score on; defaults to data.gym.")
     gym_kwargs: dict[str, Any] | None = Field(None, description="Gym arguments; default data.gym_kwargs.")
@@ -97,6 +118,15 @@ class EvalConfig(Section):
     samples: int = Field(20, ge=0, description="Sample generations written to the run folder.")
     every_steps: int | None = Field(None, gt=0, description="Also score held-out accuracy every N steps.")
     during_training_n: int = Field(200, gt=0, description="Problems scored at each of those points.")
+    stop_when: StopWhenSection | None = Field(
+        None, description="End training once held-out accuracy enters a band (needs every_steps)."
+    )
+
+    @model_validator(mode="after")
+    def _stop_needs_evaluations(self) -> EvalConfig:
+        if self.stop_when is not None and not self.every_steps:
+            raise ValueError("eval.stop_when needs eval.every_steps: it is checked at those evaluations")
+        return self
 
 
 class Recipe(Section):

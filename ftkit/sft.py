@@ -20,7 +20,14 @@ from rich.console import Console
 from ftkit import callbacks
 from ftkit.config import Recipe, recipe_to_yaml
 from ftkit.errors import ConfigError, DataError, TrainingError
-from ftkit.evaluate import EvalResult, generate, heldout_problems, samples_markdown, score_completions
+from ftkit.evaluate import (
+    EvalResult,
+    difficulty_key,
+    generate,
+    heldout_problems,
+    samples_markdown,
+    score_completions,
+)
 from ftkit.models import (
     ResolvedModel,
     count_parameters,
@@ -72,6 +79,7 @@ class SFTRun:
         # soft_wrap: a long line stays one line in logs and pipes (rich wraps at 80 columns otherwise)
         self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+        self.heldout_callback: callbacks.HeldoutAccuracyCallback | None = None  # with eval.every_steps
 
     def run(self) -> dict[str, Any]:
         self._setup_data()  # first: a bad dataset should not leave an empty run folder behind
@@ -126,6 +134,18 @@ class SFTRun:
         if self.eval_gym and self.recipe.eval.n > 0:
             self.heldout = heldout_problems(self.eval_gym, self.eval_gym_kwargs, self.recipe.eval.n,
                                             self.recipe.eval.seed, exclude_prompts=self.train_prompts)
+        self._check_stop_rule()
+
+    def _check_stop_rule(self) -> None:
+        """`eval.stop_when` must watch problems that the evaluations during training score."""
+        ev = self.recipe.eval
+        if ev.stop_when is None:
+            return
+        scored = self.heldout[: ev.during_training_n]
+        if not any(_has_difficulty(p, ev.stop_when.difficulty) for p in scored):
+            seen = sorted({difficulty_key(p.get("difficulty") or {}) for p in scored}) or ["none"]
+            raise ConfigError(f"eval.stop_when.difficulty {ev.stop_when.difficulty} matches none of the held-out "
+                              f"problems scored during training (their difficulties: {', '.join(seen)})")
 
     def _setup_trainer(self) -> None:
         """TRL's trainer for the recipe's kind (SFTTrainer, DPOTrainer, RewardTrainer: one signature)."""
@@ -136,8 +156,10 @@ class SFTRun:
         extra_callbacks = [callbacks.ProgressCallback(self.console), callbacks.MetricsCallback(self.metrics),
                            callbacks.NanGuard()]
         if self.recipe.eval.every_steps and self.heldout:
-            extra_callbacks.append(callbacks.HeldoutAccuracyCallback(
-                self.recipe.eval.every_steps, self._quick_heldout_accuracy, self.metrics))
+            self.heldout_callback = callbacks.HeldoutAccuracyCallback(
+                self.recipe.eval.every_steps, self._quick_heldout_accuracy, self.metrics,
+                stop_when=self.recipe.eval.stop_when, console=self.console)
+            extra_callbacks.append(self.heldout_callback)
         self.trainer = trainer_class(
             model=self.model,
             args=self._sft_config(),
@@ -290,12 +312,20 @@ class SFTRun:
         self.metrics.append({"step": self.trainer.state.global_step, "heldout_accuracy": result.accuracy})
         return result
 
-    def _quick_heldout_accuracy(self, model) -> float:
+    def _quick_heldout_accuracy(self, model) -> tuple[float, float]:
+        """Accuracy on the first `eval.during_training_n` held-out problems, and on those of them with the
+        difficulty that `eval.stop_when` watches (all of them without one)."""
         ev = self.recipe.eval
         problems = self.heldout[: ev.during_training_n]
         completions = generate(model, self.tokenizer, [p["prompt"] for p in problems],
                                max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
-        return score_completions(self.eval_gym, self.eval_gym_kwargs, problems, completions, samples=0).accuracy
+        result = score_completions(self.eval_gym, self.eval_gym_kwargs, problems, completions, samples=0)
+        if ev.stop_when is None:
+            return result.accuracy, result.accuracy
+        pairs = [(p, c) for p, c in zip(problems, completions) if _has_difficulty(p, ev.stop_when.difficulty)]
+        watched = score_completions(self.eval_gym, self.eval_gym_kwargs, [p for p, _ in pairs],
+                                    [c for _, c in pairs], samples=0)
+        return result.accuracy, watched.accuracy
 
     # -- report ------------------------------------------------------------------------------------
 
@@ -324,6 +354,8 @@ class SFTRun:
             "plots": [str(p) for p in plots],
             "resumed": self.resume,
             "layout": self.layout,
+            # eval.stop_when: the step and watched accuracy that ended training early (None: it ran out)
+            "stopped_early": self.heldout_callback.stopped_at if self.heldout_callback else None,
         }
         write_json_atomic(self.run_dir / "summary.json", summary)
         self._print_summary(summary, result)
@@ -369,6 +401,12 @@ def _eval_task(recipe: Recipe) -> tuple[str | None, dict[str, Any]]:
     gym = ev.gym or source_gym
     kwargs = ev.gym_kwargs if ev.gym_kwargs is not None else (source_kwargs if gym == source_gym else {})
     return gym, kwargs
+
+
+def _has_difficulty(problem: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether a held-out problem's difficulty includes every `key: value` of `wanted` ({} matches all)."""
+    difficulty = problem.get("difficulty") or {}
+    return all(str(difficulty.get(k)) == str(v) for k, v in wanted.items())
 
 
 def _dataset(rows: list[dict[str, Any]]):
