@@ -5,8 +5,10 @@
     ftkit collect filter data/arith_rollouts --min-reward 1 --out data/arith_rft
     ftkit collect pairs data/arith_rollouts --out data/arith_pairs
 
-Each function here returns rows (plain dicts); `ftkit/collect_cli.py` writes them with
-`data_tools.store.write_dataset`, which adds the card. The rows' columns are the ones TRL reads:
+Each function here returns rows (plain dicts); `ftkit/cli/collect.py` writes them with
+`data_tools.store.write_dataset`, which adds the card. Nothing here loads a model: the model plays its
+rollouts in `ftkit.collect.rollouts`, which builds its rows with `rollout_row` and saves its progress with
+`append_progress`. The rows' columns are the ones TRL reads:
 
 | kind      | single-turn gym                          | multi-turn gym                            |
 | --------- | ---------------------------------------- | ----------------------------------------- |
@@ -25,16 +27,12 @@ import json
 import os
 import random
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from data_tools.errors import DataError
 from data_tools.gym_data import gym_examples, item_seed
 from gyms.registry import is_multi_turn
-
-# Rollouts are played and saved this many problems at a time: a killed run loses at most one chunk.
-ROLLOUT_CHUNK = 64
 
 
 def gym_version(gym: str) -> str:
@@ -80,52 +78,11 @@ def _difficulty(info: dict[str, Any]) -> str:
     return json.dumps(to_jsonable(info.get("difficulty", {})), sort_keys=True)
 
 
-# -- rollouts ---------------------------------------------------------------------------------------
+# -- rollouts: the rows of `ftkit.collect.rollouts` and its progress file ---------------------------------
 
 
-def rollouts(gym: str, model: str, *, n: int, k: int, seed: int = 0, env_kwargs: dict[str, Any] | None = None,
-             temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 16, batch_size: int = 256,
-             chat: bool = False, system_prompt: str | None = None, max_turns: int | None = None,
-             progress_file: str | Path | None = None, engine: str = "auto",
-             on_chunk: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
-    """The model plays each of n problems k times; one row per episode, with its reward.
-
-    With `progress_file`, rows are appended there chunk by chunk (ROLLOUT_CHUNK problems); a later call
-    with the same file starts after the last complete chunk. Each chunk samples with its own seed,
-    derived from (seed, first problem), so a resumed run writes exactly the rows an uninterrupted one would.
-    """
-    from ftkit.engine import SamplingParams
-    from ftkit.evaluate import context_length, load_for_eval
-    from ftkit.rl.rollout import collect
-    from ftkit.vllm_engine import make_engine, resolve_engine
-
-    env_kwargs = env_kwargs or {}
-    resolve_engine(engine)  # a one-line error before any work when vLLM cannot run here
-    done = _read_progress(progress_file) if progress_file else []
-    start = len({r["index"] for r in done})
-    if start >= n:
-        return done[: n * k]
-    policy, tokenizer = load_for_eval(model)
-    sampler = make_engine(engine, policy, tokenizer, batch_size=batch_size, model_path=model, seed=seed)
-    rows = list(done)
-    for first in range(start, n, ROLLOUT_CHUNK):
-        indices = list(range(first, min(n, first + ROLLOUT_CHUNK)))
-        params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                                logprobs=False, seed=item_seed(seed, 1_000_000 + first))
-        batch = collect(sampler, tokenizer, gym, [item_seed(seed, i) for i in indices], params, group_size=k,
-                        env_kwargs=env_kwargs, chat=chat, system_prompt=system_prompt, max_turns=max_turns,
-                        max_context=context_length(policy))
-        chunk = [_rollout_row(e.trajectory, indices[e.group], sample, seed, model, chat)
-                 for sample, e in zip([s for _ in indices for s in range(k)], batch.episodes)]
-        if progress_file:
-            _append_progress(progress_file, chunk)
-        rows += chunk
-        if on_chunk:
-            on_chunk(indices[-1] + 1, n)
-    return rows
-
-
-def _rollout_row(t, index: int, sample: int, seed: int, model: str, chat: bool) -> dict[str, Any]:
+def rollout_row(t, index: int, sample: int, seed: int, model: str, chat: bool) -> dict[str, Any]:
+    """One episode (a `gyms.runner.Trajectory`) as a row: prompt/completion, or messages when it is a chat."""
     row: dict[str, Any] = {"index": index, "sample": sample, "seed": seed, "reset_seed": t.seed}
     if t.num_turns == 1 and not chat:
         row.update(prompt=t.turns[0].observation, completion=t.turns[0].action)
@@ -137,7 +94,7 @@ def _rollout_row(t, index: int, sample: int, seed: int, model: str, chat: bool) 
     return row
 
 
-def _read_progress(path: str | Path) -> list[dict[str, Any]]:
+def read_progress(path: str | Path) -> list[dict[str, Any]]:
     """Rows saved by earlier chunks; a last line cut by a kill is dropped (its chunk is replayed)."""
     path = Path(path)
     if not path.exists():
@@ -155,7 +112,7 @@ def _read_progress(path: str | Path) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k != "_chunk_end"} for r in rows]
 
 
-def _append_progress(path: str | Path, chunk: list[dict[str, Any]]) -> None:
+def append_progress(path: str | Path, chunk: list[dict[str, Any]]) -> None:
     """Append one chunk's rows; the last carries `_chunk_end`, so a half-written chunk is recognisable."""
     with open(path, "a") as f:
         for i, row in enumerate(chunk):

@@ -218,39 +218,46 @@ def training_data_info(model: str) -> dict[str, Any]:
     return json.loads(info_file.read_text()) if info_file.is_file() else {}
 
 
-def run_eval(args) -> int:
-    """`ftkit eval`: print accuracy by difficulty and sample generations."""
+def run_eval(model: str, gym: str, gym_kwargs: dict[str, Any] | None = None, *, n: int = 500,
+             seed: int | None = None, engine: str = "auto", batch_size: int = 128, max_new_tokens: int = 16,
+             samples: int = 10) -> EvalResult:
+    """Print a model's held-out accuracy on a gym, by difficulty, with sample generations; return the result.
+
+        ftkit eval --gym arithmetic --model runs/gpt2_math/model
+
+        result = ftkit.evaluate.run_eval("runs/gpt2_math/model", "arithmetic", {"digits": 4}, n=200)
+
+    Where an ftkit run trained the model, its task fills in what is not given (the gym's arguments, the
+    eval seed, chat and turn limits), and the problems it trained on are left out.
+    """
     import gyms
     from data_tools.gym_data import gym_examples
-    from ftkit.config import parse_key_values
 
-    gym_id = gyms.resolve_id(args.gym)
-    trained = training_data_info(args.model)
+    gym_id = gyms.resolve_id(gym)
+    trained = training_data_info(model)
     same_task = trained.get("gym") and gyms.resolve_id(trained["gym"]) == gym_id
     # Default to the task the model was trained on, so `ftkit eval --gym arithmetic --model DIR` just works.
-    asked = parse_key_values(args.gym_args)
+    asked = dict(gym_kwargs or {})
     defaults = dict(trained.get("gym_kwargs") or {}) if same_task else {}
     if "ops" in asked:  # weights belong to the operators they were given for: new ops, uniform weights
         defaults.pop("op_weights", None)
     gym_kwargs = {**defaults, **asked}
-    seed = args.seed if args.seed is not None else trained.get("eval_seed", 1)
+    seed = seed if seed is not None else trained.get("eval_seed", 1)
     exclude: set[str] = set()
     if same_task and trained.get("train_size"):
         exclude = {r["prompt"] for r in gym_examples(gym_id, trained["train_size"], trained["train_seed"],
                                                       env_kwargs=trained.get("gym_kwargs") or {})}
     from ftkit.vllm_engine import make_engine
 
-    model, tokenizer = load_for_eval(args.model)
-    engine = make_engine(args.engine, model, tokenizer, batch_size=args.batch_size, model_path=args.model)
+    policy, tokenizer = load_for_eval(model)
+    sampler = make_engine(engine, policy, tokenizer, batch_size=batch_size, model_path=model)
     # An RL-trained model remembers how it saw the gym: as chat or plain text, and its turn limit.
     playing = {k: trained[k] for k in ("chat", "system_prompt", "max_turns") if same_task and k in trained}
-    result = evaluate_on_gym(model, tokenizer, gym_id, gym_kwargs, n=args.n, seed=seed, exclude_prompts=exclude,
-                             batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, samples=args.samples,
-                             engine=engine, **playing)
+    result = evaluate_on_gym(policy, tokenizer, gym_id, gym_kwargs, n=n, seed=seed, exclude_prompts=exclude,
+                             batch_size=batch_size, max_new_tokens=max_new_tokens, samples=samples,
+                             engine=sampler, **playing)
     print_result(result, gym_kwargs, excluded=len(exclude))
-    if args.output:
-        Path(args.output).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    return 0
+    return result
 
 
 def print_result(result: EvalResult, gym_kwargs: dict[str, Any], excluded: int = 0) -> None:

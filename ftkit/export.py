@@ -44,7 +44,12 @@ def load_adapter_model(adapter_dir: str | Path, dtype=None):
 
 
 def merge_adapter(adapter_dir: str | Path, out_dir: str | Path) -> Path:
-    """Fold the adapter's low-rank update into the base weights (W + B·A·alpha/r) and save."""
+    """Fold the adapter's low-rank update into the base weights (W + B·A·alpha/r) and save; return `out_dir`.
+
+        ftkit export runs/gpt2_math_lora/adapter runs/gpt2_math_lora/merged
+
+        ftkit.export.merge_adapter("runs/gpt2_math_lora/adapter", "runs/gpt2_math_lora/merged")
+    """
     from transformers import AutoTokenizer
 
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)

@@ -27,7 +27,12 @@ from ftkit.vllm_engine import resolve_engine
 
 def serve_command(model: str, *, name: str | None = None, host: str = "127.0.0.1", port: int = 8000,
                   merge: bool = False, extra: list[str] | None = None) -> list[str]:
-    """The `vllm serve ...` command line for a model or adapter folder (no vLLM needed to build it)."""
+    """The `vllm serve ...` command line for a model or adapter folder (no vLLM needed to build it).
+
+        ftkit serve --model runs/gpt2_math/model --print-command
+
+        print(shlex.join(ftkit.serve.serve_command("runs/gpt2_math/model", port=8001)))
+    """
     folder = Path(model)
     if not folder.is_dir():
         raise ConfigError(f"no such model folder: {model}")
@@ -50,9 +55,15 @@ def serve_command(model: str, *, name: str | None = None, host: str = "127.0.0.1
     return [*base, str(folder), "--served-model-name", served, "--host", host, "--port", str(port), *(extra or [])]
 
 
-def run_serve(args) -> int:
-    command = serve_command(args.model, name=args.name, host=args.host, port=args.port, merge=args.merge,
-                            extra=args.vllm_args)
+def run_serve(model: str, *, name: str | None = None, host: str = "127.0.0.1", port: int = 8000,
+              merge: bool = False, extra: list[str] | None = None) -> int:
+    """Replace this process with `vllm serve` for a model or adapter folder (see `serve_command`).
+
+        ftkit serve --model runs/gpt2_math/model
+
+        ftkit.serve.run_serve("runs/gpt2_math/model", port=8001)  # does not return: vLLM takes the process
+    """
+    command = serve_command(model, name=name, host=host, port=port, merge=merge, extra=extra)
     resolve_engine("vllm")  # one clear line, not a traceback, where vLLM cannot run
     if shutil.which("vllm") is None:
         raise ConfigError("the `vllm` command is not on PATH; reinstall with pip install 'ftkit[vllm]'")

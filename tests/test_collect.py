@@ -9,7 +9,9 @@ import pytest
 
 from data_tools import collect as collect_mod
 from data_tools.store import read_dataset, read_manifest, write_dataset
+from ftkit import collect as model_collect
 from ftkit.cli import main
+from ftkit.collect import RolloutOptions
 
 
 def _error_line(capsys) -> str:
@@ -70,20 +72,20 @@ def test_multi_turn_demos_are_chat_messages(tmp_path):
 
 
 def test_rollouts_resume_after_a_kill_without_duplicates(tiny_model, tmp_path, monkeypatch):
-    monkeypatch.setattr(collect_mod, "ROLLOUT_CHUNK", 3)
-    kwargs = dict(n=7, k=2, seed=0, env_kwargs={"digits": 1}, max_new_tokens=3)
-    whole = collect_mod.rollouts("arithmetic", tiny_model, **kwargs)
+    monkeypatch.setattr(model_collect, "ROLLOUT_CHUNK", 3)
+    options = RolloutOptions(n=7, k=2, seed=0, env_kwargs={"digits": 1}, max_new_tokens=3)
+    whole = model_collect.rollouts("arithmetic", tiny_model, options)
     progress = tmp_path / "progress.jsonl"
 
     def kill_after_first_chunk(done, n):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        collect_mod.rollouts("arithmetic", tiny_model, progress_file=progress, on_chunk=kill_after_first_chunk, **kwargs)
+        model_collect.rollouts("arithmetic", tiny_model, options, progress_file=progress, on_chunk=kill_after_first_chunk)
     assert len(progress.read_text().splitlines()) == 6  # one chunk: 3 problems x 2 samples
     with open(progress, "a") as f:
         f.write('{"index": 3, "sampl')  # a line cut by the kill
-    resumed = collect_mod.rollouts("arithmetic", tiny_model, progress_file=progress, **kwargs)
+    resumed = model_collect.rollouts("arithmetic", tiny_model, options, progress_file=progress)
     assert resumed == whole  # same rows, same order, nothing twice
     assert len(whole) == 14 and sorted({(r["index"], r["sample"]) for r in whole}) == [(i, s) for i in range(7) for s in range(2)]
     assert {"prompt", "completion", "reward", "solved", "model", "difficulty"} <= set(whole[0])

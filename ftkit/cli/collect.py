@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import shlex
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,32 +27,41 @@ from ftkit.errors import DataError
 RECORDED_FLAGS_SKIPPED = ("--overwrite",)
 
 
-def add_collect_commands(subparsers: argparse._SubParsersAction) -> None:
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add `ftkit collect ...` to the `ftkit` command's subparsers."""
     collect = subparsers.add_parser("collect", help="build instruction, reward and preference datasets",
                                     description="Collect data: ftkit collect demos|rollouts|filter|pairs|import|"
                                                 "label|dedup|decontaminate|split ...")
     commands = collect.add_subparsers(dest="collect_command", required=True, parser_class=type(collect))
+    _add_gym_commands(commands)
+    _add_dataset_commands(commands)
+    _add_transform_commands(commands)
 
-    def command(name: str, help_text: str, example: str, func, source: str | None = None) -> argparse.ArgumentParser:
-        p = commands.add_parser(name, help=help_text, description=f"{help_text}: {example}")
-        if source:
-            p.add_argument("source", help=source)
-        p.add_argument("--out", required=True, help="dataset folder to write")
-        p.add_argument("--overwrite", action="store_true", help="replace what --out holds")
-        p.add_argument("--jsonl", action="store_true", help="also write each split as JSONL")
-        p.set_defaults(func=func)
-        return p
 
-    p = command("demos", "demonstrations from a gym's oracle",
-                "ftkit collect demos --gym arithmetic --n 1000 --out data/arith_demos", _cmd_demos)
+def _command(commands: argparse._SubParsersAction, name: str, help_text: str, example: str, func,
+             source: str | None = None) -> argparse.ArgumentParser:
+    """One `ftkit collect NAME` subcommand with the flags every one of them has (--out, --overwrite, --jsonl)."""
+    p = commands.add_parser(name, help=help_text, description=f"{help_text}: {example}")
+    if source:
+        p.add_argument("source", help=source)
+    p.add_argument("--out", required=True, help="dataset folder to write")
+    p.add_argument("--overwrite", action="store_true", help="replace what --out holds")
+    p.add_argument("--jsonl", action="store_true", help="also write each split as JSONL")
+    p.set_defaults(func=func)
+    return p
+
+
+def _add_gym_commands(commands: argparse._SubParsersAction) -> None:
+    """demos and rollouts: datasets played from a gym."""
+    p = _command(commands, "demos", "demonstrations from a gym's oracle",
+                 "ftkit collect demos --gym arithmetic --n 1000 --out data/arith_demos", _cmd_demos)
     _gym_args(p)
     p.add_argument("--n", type=int, required=True, help="number of problems")
     p.add_argument("--max-turns", type=int, default=None, help="multi-turn gyms: cut episodes after this many turns")
 
-    p = command("rollouts", "a model plays each problem K times: a reward dataset",
-                "ftkit collect rollouts --gym arithmetic --model runs/gpt2_math/model --n 500 --k 8 "
-                "--out data/arith_rollouts", _cmd_rollouts)
+    p = _command(commands, "rollouts", "a model plays each problem K times: a reward dataset",
+                 "ftkit collect rollouts --gym arithmetic --model runs/gpt2_math/model --n 500 --k 8 "
+                 "--out data/arith_rollouts", _cmd_rollouts)
     _gym_args(p)
     p.add_argument("--model", required=True, help="model folder (or LoRA adapter folder)")
     p.add_argument("--n", type=int, required=True, help="number of problems")
@@ -67,42 +75,49 @@ def add_collect_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="generation engine: auto picks vLLM when installed and a GPU is present")
     p.add_argument("--max-turns", type=int, default=None)
 
-    p = command("filter", "rejection sampling: keep rollouts with reward >= R as an instruction dataset",
-                "ftkit collect filter data/arith_rollouts --min-reward 1 --out data/arith_rft", _cmd_filter,
-                source="rollouts folder")
+
+def _add_dataset_commands(commands: argparse._SubParsersAction) -> None:
+    """filter, pairs, import and label: instruction and preference datasets from rollouts, files and people."""
+    p = _command(commands, "filter", "rejection sampling: keep rollouts with reward >= R as an instruction dataset",
+                 "ftkit collect filter data/arith_rollouts --min-reward 1 --out data/arith_rft", _cmd_filter,
+                 source="rollouts folder")
     p.add_argument("--min-reward", type=float, required=True)
     p.add_argument("--max-per-prompt", type=int, default=None, help="distinct completions kept per problem")
 
-    p = command("pairs", "preference pairs (prompt, chosen, rejected) from rollout groups",
-                "ftkit collect pairs data/arith_rollouts --out data/arith_pairs", _cmd_pairs, source="rollouts folder")
+    p = _command(commands, "pairs", "preference pairs (prompt, chosen, rejected) from rollout groups",
+                 "ftkit collect pairs data/arith_rollouts --out data/arith_pairs", _cmd_pairs, source="rollouts folder")
     p.add_argument("--min-margin", type=float, default=1e-9, help="least reward gap between chosen and rejected")
     p.add_argument("--max-pairs-per-prompt", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
 
-    p = command("import", "a JSONL, CSV, Parquet file or datasets folder mapped to prompt/completion or messages",
-                "ftkit collect import qa.csv --prompt-column question --completion-column answer --out data/qa",
-                _cmd_import, source="input file or folder")
+    p = _command(commands, "import", "a JSONL, CSV, Parquet file or datasets folder mapped to prompt/completion or "
+                 "messages", "ftkit collect import qa.csv --prompt-column question --completion-column answer "
+                 "--out data/qa", _cmd_import, source="input file or folder")
     p.add_argument("--prompt-column")
     p.add_argument("--completion-column")
     p.add_argument("--messages-column")
     p.add_argument("--prompt-template", help='Jinja template over the columns, e.g. "Q: {{ question }}\\nA:"')
     p.add_argument("--completion-template", help='Jinja template, e.g. " {{ answer }}"')
 
-    p = command("label", "judge pairs of completions in the terminal, written as preference pairs",
-                "ftkit collect label data/arith_pairs --out data/arith_human", _cmd_label,
-                source="pairs or rollouts folder")
+    p = _command(commands, "label", "judge pairs of completions in the terminal, written as preference pairs",
+                 "ftkit collect label data/arith_pairs --out data/arith_human", _cmd_label,
+                 source="pairs or rollouts folder")
     p.add_argument("--max-per-prompt", type=int, default=2, help="rollouts: pairs shown per prompt")
     p.add_argument("--limit", type=int, default=None, help="write the dataset after this many judgements")
     p.add_argument("--seed", type=int, default=0)
 
-    p = command("dedup", "remove exact and near duplicates (MinHash)",
-                "ftkit collect dedup data/x --near 0.8 --out data/x_dedup", _cmd_dedup, source="dataset folder or file")
+
+def _add_transform_commands(commands: argparse._SubParsersAction) -> None:
+    """dedup, decontaminate, split and filter-rows: a dataset in, a cleaner or split one out."""
+    p = _command(commands, "dedup", "remove exact and near duplicates (MinHash)",
+                 "ftkit collect dedup data/x --near 0.8 --out data/x_dedup", _cmd_dedup,
+                 source="dataset folder or file")
     p.add_argument("--near", type=float, default=None, help="also drop rows this similar (Jaccard, 0-1)")
     p.add_argument("--fields", nargs="+", default=None, help="columns compared (default: all text)")
 
-    p = command("decontaminate", "remove rows overlapping an evaluation set (n-gram overlap)",
-                "ftkit collect decontaminate data/x --against-gym arithmetic --out data/x_clean", _cmd_decontaminate,
-                source="dataset folder or file")
+    p = _command(commands, "decontaminate", "remove rows overlapping an evaluation set (n-gram overlap)",
+                 "ftkit collect decontaminate data/x --against-gym arithmetic --out data/x_clean",
+                 _cmd_decontaminate, source="dataset folder or file")
     p.add_argument("--against", help="evaluation file or folder (its prompt or text column)")
     p.add_argument("--against-gym", help="or a gym's held-out problems, as ftkit eval draws them")
     p.add_argument("--against-args", nargs="*", default=[], help="that gym's arguments, key=value")
@@ -110,14 +125,14 @@ def add_collect_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--against-seed", type=int, default=1)
     p.add_argument("--ngram", type=int, default=8)
 
-    p = command("split", "train/validation split by problem", "ftkit collect split data/x --validation 0.1 "
-                "--out data/x_split", _cmd_split, source="dataset folder or file")
+    p = _command(commands, "split", "train/validation split by problem", "ftkit collect split data/x --validation 0.1 "
+                 "--out data/x_split", _cmd_split, source="dataset folder or file")
     p.add_argument("--validation", type=float, required=True, help="share of problems held out")
     p.add_argument("--seed", type=int, default=0)
 
-    p = command("filter-rows", "keep rows within reward and length bounds",
-                "ftkit collect filter-rows data/x --max-chars 200 --out data/x_short", _cmd_filter_rows,
-                source="dataset folder or file")
+    p = _command(commands, "filter-rows", "keep rows within reward and length bounds",
+                 "ftkit collect filter-rows data/x --max-chars 200 --out data/x_short", _cmd_filter_rows,
+                 source="dataset folder or file")
     p.add_argument("--min-reward", type=float)
     p.add_argument("--max-reward", type=float)
     p.add_argument("--min-chars", type=int)
@@ -203,35 +218,29 @@ def _cmd_demos(args: argparse.Namespace) -> int:
 
 
 def _cmd_rollouts(args: argparse.Namespace) -> int:
+    import time
+
     from rich.console import Console
 
-    from data_tools.collect import gym_version, rollouts
+    from data_tools.collect import gym_version
+    from ftkit.collect import RolloutOptions, rollouts
+    from ftkit.vllm_engine import resolve_engine
 
     started = _start(args)
     if started is None:
         return 0
     if not Path(args.model).exists():
         raise DataError(f"no such model folder: {args.model}")
-    from ftkit.vllm_engine import resolve_engine
-
     resolve_engine(args.engine)
     kwargs = _gym_kwargs(args)
-    _positive(args.n, "--n"), _positive(args.k, "--k")
-    progress = Path(f"{args.out}.partial.jsonl")
-    progress_command = Path(f"{args.out}.partial.command")
-    if progress.exists() and progress_command.exists() and progress_command.read_text() != started[0]:
-        raise DataError(f"{progress} holds rollouts of another command ({progress_command.read_text()}); "
-                        "delete it or use another --out")
-    progress_command.parent.mkdir(parents=True, exist_ok=True)
-    progress_command.write_text(started[0])
+    options = RolloutOptions(n=_positive(args.n, "--n"), k=_positive(args.k, "--k"), seed=args.seed,
+                             env_kwargs=kwargs, temperature=args.temperature, top_p=args.top_p,
+                             max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, chat=args.chat,
+                             max_turns=args.max_turns, engine=args.engine)
+    progress, progress_command = _claim_progress(args.out, started[0])
     console = Console(stderr=True, highlight=False)
-    import time
-
     t0 = time.perf_counter()
-    rows = rollouts(args.gym, args.model, n=args.n, k=args.k, seed=args.seed, env_kwargs=kwargs,
-                    temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
-                    batch_size=args.batch_size, chat=args.chat, max_turns=args.max_turns, progress_file=progress,
-                    engine=args.engine,
+    rows = rollouts(args.gym, args.model, options, progress_file=progress,
                     on_chunk=lambda done, n: console.print(f"  {done}/{n} problems played"))
     seconds = time.perf_counter() - t0
     solved = sum(bool(r["solved"]) for r in rows) / len(rows)
@@ -243,6 +252,21 @@ def _cmd_rollouts(args: argparse.Namespace) -> int:
     progress.unlink(missing_ok=True)
     progress_command.unlink(missing_ok=True)
     return code
+
+
+def _claim_progress(out: str, command: str) -> tuple[Path, Path]:
+    """The rollouts' progress file beside --out, and the file naming the command it belongs to.
+
+    A progress file left by another command is refused: resuming from it would mix two datasets.
+    """
+    progress = Path(f"{out}.partial.jsonl")
+    progress_command = Path(f"{out}.partial.command")
+    if progress.exists() and progress_command.exists() and progress_command.read_text() != command:
+        raise DataError(f"{progress} holds rollouts of another command ({progress_command.read_text()}); "
+                        "delete it or use another --out")
+    progress_command.parent.mkdir(parents=True, exist_ok=True)
+    progress_command.write_text(command)
+    return progress, progress_command
 
 
 def _rollout_rows(source: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -381,7 +405,3 @@ def _cmd_filter_rows(args: argparse.Namespace) -> int:
     kept, report = filter_rows(read_rows(args.source), min_reward=args.min_reward, max_reward=args.max_reward,
                                min_chars=args.min_chars, max_chars=args.max_chars)
     return _write(args, kept, "filter-rows", *started, report=report)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("run it as: ftkit collect ...")

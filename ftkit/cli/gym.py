@@ -17,12 +17,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ftkit.cli import EXIT_INTERRUPTED
 from ftkit.errors import GymError
 
-EXIT_INTERRUPTED = 130
 
-
-def add_gym_commands(subparsers: argparse._SubParsersAction) -> None:
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add `ftkit gym list|play|new|check` to the `ftkit` command's subparsers."""
     gym = subparsers.add_parser(
         "gym",

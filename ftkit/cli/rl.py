@@ -1,0 +1,35 @@
+"""`ftkit rl`: reinforcement learning (GRPO, RLOO, PPO) against a gym, from a recipe or a gym's name.
+
+    ftkit rl --gym arithmetic
+    ftkit rl recipes/grpo_arithmetic.yaml train.steps=50
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ftkit.cli.sft import add_run_folder_flags
+from ftkit.rl import DEFAULT_MODEL as DEFAULT_RL_MODEL
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add `ftkit rl`."""
+    rl = subparsers.add_parser("rl", help="reinforcement learning (GRPO, RLOO, PPO) against a gym",
+                               description="RL against a gym: ftkit rl --gym arithmetic, or ftkit rl RECIPE [key=value ...]")
+    rl.add_argument("recipe", nargs="?", help="YAML RL recipe, e.g. recipes/grpo_arithmetic.yaml")
+    rl.add_argument("overrides", nargs="*", help="dotted overrides: train.steps=50 rollout.group_size=16")
+    rl.add_argument("--gym", help="gym id or short name; uses recipes/<algo>_<gym>.yaml when it exists")
+    rl.add_argument("--algo", choices=("grpo", "rloo", "ppo"), help="advantage estimator (default grpo)")
+    rl.add_argument("--model", help="model folder to start from (default: the recipe's model.name; "
+                                    f"{DEFAULT_RL_MODEL} for a gym without a shipped recipe)")
+    add_run_folder_flags(rl)
+    rl.set_defaults(func=run_rl)
+
+
+def run_rl(args: argparse.Namespace) -> int:
+    from ftkit.rl import trainer
+    from ftkit.rl.shortcuts import recipe_from_args
+
+    recipe = recipe_from_args(args.recipe, args.overrides, gym=args.gym, algo=args.algo, model=args.model)
+    summary = trainer.main(recipe, resume=args.resume, overwrite=args.overwrite)
+    return 0 if summary is not None else 1
