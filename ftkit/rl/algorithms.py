@@ -17,6 +17,8 @@ Rewards are per sequence (B,) for GRPO and RLOO, per token (B, T) for PPO's GAE.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 
 
@@ -48,6 +50,35 @@ def identical_group_fraction(rewards: torch.Tensor, group_size: int) -> float:
     """The share of groups whose completions all got the same reward (they teach GRPO/RLOO nothing)."""
     groups = _groups(rewards, group_size)
     return (groups.max(dim=1).values == groups.min(dim=1).values).float().mean().item()
+
+
+def group_rows(groups: Sequence[int], group_size: int) -> torch.Tensor:
+    """Row indices of each group's members, (number of groups, G), groups in order of first appearance.
+
+    `groups[i]` is the problem episode i played (`Episode.group`). Gathering rows by that id, rather
+    than reshaping by position, keeps the advantages right in whatever order the episodes arrive.
+    """
+    members: dict[int, list[int]] = {}
+    for row, group in enumerate(groups):
+        members.setdefault(group, []).append(row)
+    for group, rows in members.items():
+        if len(rows) != group_size:
+            raise ValueError(f"group {group} has {len(rows)} episodes; every group needs group_size={group_size}")
+    return torch.tensor(list(members.values()), dtype=torch.long).reshape(-1, group_size)
+
+
+def by_group(fn: Callable[[torch.Tensor, int], torch.Tensor], rewards: torch.Tensor, groups: Sequence[int],
+             group_size: int) -> torch.Tensor:
+    """`fn(rewards, group_size)` (which expects each group's rewards side by side) applied to episodes
+    grouped by id; the result is in the episodes' own order.
+
+        by_group(rloo_advantages, torch.tensor([1., 0., 1., 0.]), [0, 1, 1, 0], 2)  # -> [1., -1., 1., -1.]
+    """
+    rows = group_rows(groups, group_size).reshape(-1).to(rewards.device)
+    grouped = fn(rewards[rows], group_size)
+    out = torch.empty_like(grouped)
+    out[rows] = grouped
+    return out
 
 
 def _groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -83,6 +114,23 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> 
     if dim is None:
         return (x * mask).sum() / mask.sum().clamp(min=1)
     return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1)
+
+
+def masked_mean_std(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = False,
+                    all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std of `x` over the positions where `mask` is 1 (std over n, or n - 1 if `unbiased`).
+
+    `all_reduce` sums a tensor over processes: with it, the statistics are those of every process's
+    entries together, so they do not depend on how a batch is split.
+    """
+    sums = torch.stack([(x * mask).sum(), (x * x * mask).sum(), mask.sum()]).float()
+    if all_reduce is not None:
+        sums = all_reduce(sums)
+    mean = sums[0] / sums[2].clamp(min=1)
+    variance = (sums[1] / sums[2].clamp(min=1) - mean**2).clamp(min=0)
+    if unbiased:
+        variance = variance * sums[2] / (sums[2] - 1).clamp(min=1)
+    return mean, variance.sqrt()
 
 
 def aggregate(per_token: torch.Tensor, mask: torch.Tensor, aggregation: str = "token") -> torch.Tensor:

@@ -2,8 +2,8 @@
 
     python -c "from ftkit.rl.rollout import collect; help(collect)"
 
-Each RL step draws `prompts_per_step` problems (gym seeds) and plays each one `group_size` times with
-the same seed, so the episodes of a group face the same problem and differ only by the policy's
+Each RL step draws `prompts_per_step` problems (gym seeds) and plays each one `num_generations` times
+(`PlayOptions.group_size`) with the same seed, so the episodes of a group face the same problem and differ only by the policy's
 sampling: that is what GRPO and RLOO compare. Episodes are played by the gyms' runner
 (`gyms.runner.run_episodes`, the loop evaluation and data collection use too); the policy given to
 the runner asks the engine for each action and records, per episode, the exact token sequence with
@@ -14,7 +14,7 @@ each turn's reward lands.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ftkit.engine import Engine, SamplingParams
@@ -35,7 +35,7 @@ class Episode:
     tokens: EpisodeTokens
     group: int  # episodes with the same group played the same problem
     reward_positions: list[tuple[int, float]] = field(default_factory=list)
-    hit_length_limit: int = 0  # actions cut by max_new_tokens (the model did not stop by itself)
+    hit_length_limit: int = 0  # actions cut by the length limit (the model did not stop by itself)
 
     @property
     def reward(self) -> float:
@@ -45,6 +45,24 @@ class Episode:
     @property
     def policy_tokens(self) -> int:
         return sum(self.tokens.policy_mask)
+
+
+@dataclass(frozen=True)
+class PlayOptions:
+    """How episodes are played, beside the engine, the gym, its problems and the sampling parameters.
+
+    `group_size` episodes play each problem (next to each other, sharing `Episode.group`); `max_context`
+    ends an episode whose next turn would not fit the model; `format_reward_weight` adds that much of
+    the gym's `format_reward` (the mean over an episode's turns) to what the policy is trained on.
+    """
+
+    group_size: int = 1
+    env_kwargs: dict[str, Any] | None = None
+    chat: bool = False
+    system_prompt: str | None = None
+    max_turns: int | None = None
+    max_context: int | None = None
+    format_reward_weight: float = 0.0
 
 
 @dataclass
@@ -69,11 +87,10 @@ class EnginePolicy:
     order of the seeds, which is the order `episodes()` returns them in.
     """
 
-    def __init__(self, engine: Engine, tokenizer, params: SamplingParams, *, chat: bool = False,
-                 system_prompt: str | None = None, max_context: int | None = None, gym: str = ""):
+    def __init__(self, engine: Engine, tokenizer, params: SamplingParams, play: PlayOptions, gym: str = ""):
         self.engine, self.tokenizer, self.params = engine, tokenizer, params
-        self.chat, self.system_prompt = chat, system_prompt
-        self.max_context, self.gym = max_context, gym
+        self.chat, self.system_prompt = play.chat, play.system_prompt
+        self.max_context, self.gym = play.max_context, gym
         self._episodes: dict[int, EpisodeTokens] = {}
         self._ends: dict[int, list[int]] = {}
         self._cut: dict[int, int] = {}
@@ -98,9 +115,10 @@ class EnginePolicy:
             if not self._fits(episode):
                 if not self._ends[key]:
                     raise TrainingError(
-                        f"the first observation of {self.gym} plus rollout.max_new_tokens "
+                        f"the first observation of {self.gym} plus the longest action "
                         f"({len(episode.input_ids)} + {self.params.max_new_tokens} tokens) does not fit the "
-                        f"model's context of {self.max_context} tokens")
+                        f"model's context of {self.max_context} tokens: lower the action length "
+                        "(rollout.max_completion_length)")
                 episode.truncate(before)  # the unanswered observation is not part of what is trained on
                 self.context_cuts += 1
                 continue
@@ -155,27 +173,27 @@ def add_model_reward(batch: RolloutBatch, scorer, tokenizer, *, weight: float, v
     batch.model_scores = scores
 
 
-def collect(engine: Engine, tokenizer, gym: str, seeds: list[int], params: SamplingParams, *, group_size: int,
-            env_kwargs: dict[str, Any] | None = None, options: list[dict[str, Any] | None] | None = None,
-            chat: bool = False, system_prompt: str | None = None, max_turns: int | None = None,
-            max_context: int | None = None, format_reward_weight: float = 0.0) -> RolloutBatch:
-    """Play each seed `group_size` times (groups next to each other) and return the episodes.
+def collect(engine: Engine, tokenizer, gym: str, seeds: list[int], params: SamplingParams,
+            play: PlayOptions | None = None, *, options: list[dict[str, Any] | None] | None = None,
+            **play_fields: Any) -> RolloutBatch:
+    """Play each seed `play.group_size` times (groups next to each other) and return the episodes.
 
-        collect(engine, tok, "arithmetic", seeds=[3, 9], params=SamplingParams(max_new_tokens=8), group_size=4)
+        collect(engine, tok, "arithmetic", [3, 9], SamplingParams(max_new_tokens=8), PlayOptions(group_size=4))
 
-    `format_reward_weight` adds that much of the gym's `format_reward` (the mean over an episode's
-    turns) to what the policy is trained on: a dense signal that teaches the answer's form first.
+    `options` are the gyms' reset options, one per seed (a curriculum's level). PlayOptions' fields may
+    also be given one by one as keywords (`group_size=4, chat=True`), as callers outside RL do.
     """
-    policy = EnginePolicy(engine, tokenizer, params, chat=chat, system_prompt=system_prompt,
-                          max_context=max_context, gym=gym)
+    play = replace(play, **play_fields) if play is not None else PlayOptions(**play_fields)
+    policy = EnginePolicy(engine, tokenizer, params, play, gym=gym)
+    group_size = play.group_size
     episode_seeds = [seed for seed in seeds for _ in range(group_size)]
     groups = [g for g in range(len(seeds)) for _ in range(group_size)]
     episode_options = None if options is None else [o for o in options for _ in range(group_size)]
     started = time.perf_counter()
-    trajectories = run_episodes(gym, policy.as_runner_policy(), episode_seeds, env_kwargs=env_kwargs,
-                                options=episode_options, max_turns=max_turns, reuse_envs=True)
+    trajectories = run_episodes(gym, policy.as_runner_policy(), episode_seeds, env_kwargs=play.env_kwargs,
+                                options=episode_options, max_turns=play.max_turns, reuse_envs=True)
     seconds = time.perf_counter() - started
     for trajectory in trajectories:
-        trajectory.system_prompt = system_prompt
-    episodes = policy.episodes(trajectories, groups, format_reward_weight)
+        trajectory.system_prompt = play.system_prompt
+    episodes = policy.episodes(trajectories, groups, play.format_reward_weight)
     return RolloutBatch(episodes, policy.generated_tokens, seconds, policy.context_cuts)
