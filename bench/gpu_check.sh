@@ -60,7 +60,7 @@ python3 -c "import json; s = json.load(open('$OUT/qlora124m/summary.json')); pri
 
 echo "== 3. GRPO rollouts: vLLM engine vs Hugging Face engine =="
 for engine in hf vllm; do
-  ftkit rl recipes/grpo_arithmetic.yaml model.name="$OUT/sft124m/model" rollout.engine=$engine train.steps=10 \
+  ftkit rl recipes/grpo_arithmetic.yaml model.name="$OUT/sft124m/model" rollout.engine=$engine train.max_steps=10 \
     eval.n=0 output_dir="$OUT/grpo_$engine" --overwrite || echo "engine $engine failed"
 done
 python3 - "$OUT" <<'PY'

@@ -53,7 +53,7 @@ def run_recipe(recipe: str, model: str | None, minutes: float, threads: int, ext
     out = ROOT / "runs" / "bench_rl" / name
     model_override = [f"model.name={model}"] if model else []  # None: the recipe's own start model
     cmd = [sys.executable, "-m", "ftkit", "rl", str(ROOT / "recipes" / recipe), *model_override,
-           f"output_dir={out}", f"train.time_limit_minutes={minutes}", "train.steps=100000", "--overwrite", *extra]
+           f"output_dir={out}", f"train.time_limit_minutes={minutes}", "train.max_steps=100000", "--overwrite", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
     started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)

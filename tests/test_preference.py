@@ -86,8 +86,8 @@ def test_reward_model_learns_to_rank_and_rewards_an_rl_run(tmp_path, pairs_folde
     rl = load_rl_recipe(None, base={
         "name": "rl_rm", "output_dir": str(tmp_path / "rl"), "algo": "grpo", "model": {"name": tiny_model},
         "gym": {"id": "arithmetic", "kwargs": {"digits": 1}},
-        "rollout": {"prompts_per_step": 2, "group_size": 4, "max_new_tokens": 3},
-        "train": {"steps": 2, "micro_batch_size": 8, "save_every": 10},
+        "rollout": {"prompts_per_step": 2, "num_generations": 4, "max_completion_length": 3},
+        "train": {"max_steps": 2, "per_device_train_batch_size": 8, "save_steps": 10},
         "eval": {"n": 4, "max_new_tokens": 3, "samples": 1},
         "reward_model": {"path": str(tmp_path / "rm" / "model"), "verifier_weight": 0.5}})
     trainer.main(rl)

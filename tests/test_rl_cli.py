@@ -19,13 +19,13 @@ def test_short_form_runs_the_shipped_recipe_with_flags_as_overrides():
     recipe = recipe_from_args(None, [], gym="arithmetic")
     assert recipe.name == "grpo_arithmetic" and recipe.gym.kwargs["ops"] == ["-"]
     assert recipe.model.name == "runs/gpt2_math_lora/merged"
-    ppo = recipe_from_args(None, ["train.steps=7"], gym="arithmetic", algo="ppo", model="some/folder")
-    assert (ppo.name, ppo.algo, ppo.model.name, ppo.train.steps) == ("ppo_arithmetic", "ppo", "some/folder", 7)
+    ppo = recipe_from_args(None, ["train.max_steps=7"], gym="arithmetic", algo="ppo", model="some/folder")
+    assert (ppo.name, ppo.algo, ppo.model.name, ppo.train.max_steps) == ("ppo_arithmetic", "ppo", "some/folder", 7)
     # No shipped recipe for this pair: the built-in defaults with that gym.
     plain = recipe_from_args(None, [], gym="countdown", algo="rloo")
     assert (plain.name, plain.gym.id, plain.algo) == ("rloo_countdown", "countdown", "rloo")
-    # An override given where the recipe would go (`ftkit rl --gym arithmetic train.steps=5`).
-    assert recipe_from_args("train.steps=5", [], gym="arithmetic").train.steps == 5
+    # An override given where the recipe would go (`ftkit rl --gym arithmetic train.max_steps=5`).
+    assert recipe_from_args("train.max_steps=5", [], gym="arithmetic").train.max_steps == 5
 
 
 def test_every_shipped_rl_recipe_validates():
@@ -49,7 +49,8 @@ def test_every_shipped_rl_recipe_validates():
         (["rl"], "needs a recipe"),
         (["rl", "--gym", "arithmetc"], 'unknown gym "arithmetc" (did you mean "arithmetic"?)'),
         (["rl", "--gym", "arithmetic", "train.learnin_rate=1"], 'did you mean "learning_rate"'),
-        (["rl", "--gym", "arithmetic", "rollout.group_size=1"], "group_size must be >= 2"),
+        (["rl", "--gym", "arithmetic", "rollout.num_generations=1"], "num_generations must be >= 2"),
+        (["rl", "--gym", "arithmetic", "train.steps=5"], 'recipe key "train.steps" is now "train.max_steps"'),
         (["rl", "--gym", "arithmetic", "gym.kwargs={ops:[+]}"], "not valid YAML"),
         (["rl", "--gym", "arithmetic", "--model", "runs/nothing_here/model"], "no such model folder"),
         (["rl", "recipes/gpt2_math.yaml"], "is an SFT recipe"),

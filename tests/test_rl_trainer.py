@@ -50,8 +50,8 @@ def rl_recipe(tmp_path, **sections) -> dict:
         "algo": "grpo",
         "model": {"name": "scratch:tiny"},
         "gym": {"id": "first_byte_test"},
-        "rollout": {"prompts_per_step": 4, "group_size": 8, "max_new_tokens": 3},
-        "train": {"steps": 3, "learning_rate": 3e-3, "micro_batch_size": 16, "save_every": 2},
+        "rollout": {"prompts_per_step": 4, "num_generations": 8, "max_completion_length": 3},
+        "train": {"max_steps": 3, "learning_rate": 3e-3, "per_device_train_batch_size": 16, "save_steps": 2},
         "eval": {"n": 8, "every_steps": 2, "max_new_tokens": 3, "samples": 4},
     }
     for key, value in sections.items():
@@ -81,8 +81,8 @@ STEP_METRICS = ("reward_mean", "reward_std", "success_rate", "entropy", "clip_fr
 
 @pytest.mark.parametrize("algo", ["grpo", "rloo", "ppo"])
 def test_each_algorithm_learns_the_toy_task_and_logs_finite_metrics(tmp_path, first_byte_gym, algo):
-    extra = {"value_learning_rate": 1e-2, "epochs": 2, "minibatch_size": 16} if algo == "ppo" else {}
-    recipe = rl_recipe(tmp_path, algo=algo, train={"steps": 12, "kl_coef": 0.01, "learning_rate": 1e-2, **extra},
+    extra = {"value_learning_rate": 1e-2, "num_iterations": 2, "minibatch_size": 16} if algo == "ppo" else {}
+    recipe = rl_recipe(tmp_path, algo=algo, train={"max_steps": 12, "beta": 0.01, "learning_rate": 1e-2, **extra},
                        eval={"n": 8, "every_steps": 100})
     summary = run(recipe)
     run_dir = tmp_path / "run"
@@ -106,7 +106,7 @@ def test_each_algorithm_learns_the_toy_task_and_logs_finite_metrics(tmp_path, fi
 
 
 def test_lora_run_uses_the_disabled_adapter_as_reference_and_saves_only_the_adapter(tmp_path, first_byte_gym):
-    recipe = rl_recipe(tmp_path, method="lora", train={"steps": 2, "kl_coef": 0.1, "learning_rate": 1e-2},
+    recipe = rl_recipe(tmp_path, method="lora", train={"max_steps": 2, "beta": 0.1, "learning_rate": 1e-2},
                        lora={"r": 4, "alpha": 8, "dropout": 0.0})
     summary = run(recipe)
     run_dir = tmp_path / "run"
@@ -120,8 +120,8 @@ def test_lora_run_uses_the_disabled_adapter_as_reference_and_saves_only_the_adap
 def test_multi_turn_run_trains_on_whole_episodes(tmp_path):
     recipe = rl_recipe(tmp_path,
                        gym={"id": "guess_number", "kwargs": {"max_number": 8}, "chat": True, "max_turns": 3},
-                       rollout={"prompts_per_step": 2, "group_size": 4, "max_new_tokens": 3},
-                       train={"steps": 2}, eval={"n": 4, "every_steps": 100})
+                       rollout={"prompts_per_step": 2, "num_generations": 4, "max_completion_length": 3},
+                       train={"max_steps": 2}, eval={"n": 4, "every_steps": 100})
     summary = run(recipe)
     records = [r for r in read_metrics(tmp_path / "run") if "reward_mean" in r]
     assert all(1 <= r["turns_mean"] <= 3 for r in records)
@@ -135,10 +135,10 @@ def test_multi_turn_run_trains_on_whole_episodes(tmp_path):
 def test_a_killed_run_resumes_to_the_same_weights(tmp_path, first_byte_gym, monkeypatch):
     from ftkit.rl import trainer
 
-    straight = rl_recipe(tmp_path / "a", train={"steps": 4, "save_every": 2}, eval={"n": 0})
+    straight = rl_recipe(tmp_path / "a", train={"max_steps": 4, "save_steps": 2}, eval={"n": 0})
     run(straight)
 
-    interrupted = rl_recipe(tmp_path / "b", train={"steps": 4, "save_every": 2}, eval={"n": 0})
+    interrupted = rl_recipe(tmp_path / "b", train={"max_steps": 4, "save_steps": 2}, eval={"n": 0})
     original = trainer.RLRun.train_step
 
     def crash_at_step_3(self):
@@ -168,7 +168,7 @@ def test_resume_without_a_checkpoint_is_one_clear_error(tmp_path, first_byte_gym
 
 
 def test_an_existing_run_is_not_overwritten(tmp_path, first_byte_gym):
-    recipe = rl_recipe(tmp_path, train={"steps": 1}, eval={"n": 0})
+    recipe = rl_recipe(tmp_path, train={"max_steps": 1}, eval={"n": 0})
     run(recipe)
     with pytest.raises(FtkitError, match="already holds a run"):
         run(recipe)
@@ -188,15 +188,15 @@ def test_curriculum_moves_up_when_the_policy_succeeds(tmp_path):
     recipe = rl_recipe(tmp_path,
                        gym={"id": "guess_number", "kwargs": {"max_number": 64}, "max_turns": 2},
                        curriculum={"option": "max_number", "levels": [2, 64], "threshold": 0.01, "window": 1},
-                       train={"steps": 2}, eval={"n": 0})
+                       train={"max_steps": 2}, eval={"n": 0})
     run(recipe)
     levels = [r["curriculum_level"] for r in read_metrics(tmp_path / "run") if "curriculum_level" in r]
     assert levels[0] == 2
 
 
 def test_recipe_checks(tmp_path):
-    with pytest.raises(ConfigError, match="group_size must be >= 2"):
-        load_rl_recipe(None, base=rl_recipe(tmp_path, rollout={"group_size": 1}))
+    with pytest.raises(ConfigError, match="num_generations must be >= 2"):
+        load_rl_recipe(None, base=rl_recipe(tmp_path, rollout={"num_generations": 1}))
     with pytest.raises(ConfigError, match="must differ"):
         load_rl_recipe(None, base=rl_recipe(tmp_path, eval={"seed": 0}))
     with pytest.raises(ConfigError, match='unknown recipe key "train.learning_rat".*learning_rate'):
@@ -219,11 +219,11 @@ def test_turns_to_solve_counts_an_unsolved_episode_as_the_turn_limit():
 def test_constant_schedule_honours_warmup(tmp_path, first_byte_gym):
     from ftkit.rl.trainer import RLRun
 
-    recipe = load_rl_recipe(None, base=rl_recipe(tmp_path, train={"steps": 3, "warmup_steps": 4,
+    recipe = load_rl_recipe(None, base=rl_recipe(tmp_path, train={"max_steps": 3, "warmup_steps": 4,
                                                                   "learning_rate": 1e-3}))
     run_ = RLRun(recipe)
-    run_._setup_task()
-    run_._setup_run_dir()
-    run_._setup_model()
-    run_._setup_optimizer()
-    assert run_.scheduler.get_last_lr()[0] == 0.0  # step 0 of 4 warm-up steps (transformers' "constant" gave 1e-3)
+    run_.setup()
+    # the default constant_with_warmup: step 0 of 4 warm-up steps (transformers' "constant" would give 1e-3)
+    assert run_.learner.scheduler.get_last_lr()[0] == 0.0
+    with pytest.raises(ConfigError, match='"constant" ignores warmup_steps.*constant_with_warmup'):
+        load_rl_recipe(None, base=rl_recipe(tmp_path, train={"warmup_steps": 4, "lr_scheduler_type": "constant"}))

@@ -1,6 +1,6 @@
 """Plain-English warnings for the places RL users get lost, read from one step's metrics.
 
-    python -c "from ftkit.rl.advice import advise; print(advise({'identical_groups': 1.0, 'reward_mean': 0.0}, 'grpo'))"
+    python -c "from ftkit.rl.advice import advise; print(advise({'identical_groups': 1.0, 'reward_mean': 0.0}, True))"
 
 Each rule looks at numbers the run logs anyway and returns (key, message); the trainer prints a
 message the first time its key fires and then at most every `REPEAT_EVERY` steps, so a persistent
@@ -13,40 +13,36 @@ from typing import Any
 
 REPEAT_EVERY = 25
 
-START_NOTES = {
-    "grpo": "note: a GRPO loss near zero is normal (advantages are centred within each group, so the loss "
-            "averages out): watch reward and held-out accuracy, not the loss",
-    "rloo": "note: an RLOO loss near zero is normal (each episode is compared with the others of its group): "
-            "watch reward and held-out accuracy, not the loss",
-    "ppo": "note: PPO's value head starts knowing nothing; its loss falls first, then the reward should rise",
-}
 
+def advise(stats: dict[str, Any], compares_groups: bool) -> list[tuple[str, str]]:
+    """The warnings that one step's metrics call for, as (key, message) pairs.
 
-def advise(stats: dict[str, Any], algo: str) -> list[tuple[str, str]]:
-    """The warnings that one step's metrics call for, as (key, message) pairs."""
+    `compares_groups`: the objective learns from differences within a group (GRPO, RLOO), so groups
+    whose episodes all got the same reward teach it nothing."""
     out = []
     identical = stats.get("identical_groups")
     reward = stats.get("reward_mean")
     success = stats.get("success_rate")
-    if identical is not None and identical >= 0.95 and algo in ("grpo", "rloo"):
+    if identical is not None and identical >= 0.95 and compares_groups:
         if reward is not None and reward <= 1e-6:
             out.append(("all_zero", "every group has identical rewards (all 0): nothing to learn - make the task "
-                                    "easier (or use a curriculum) or the group larger (rollout.group_size)"))
+                                    "easier (or use a curriculum) or the group larger (rollout.num_generations)"))
         elif success is not None and success >= 0.99:
             out.append(("all_solved", "every group is solved by all its episodes: nothing left to learn at this "
                                       "difficulty - make the task harder or add a curriculum"))
         else:
             out.append(("identical", f"{identical:.0%} of groups have identical rewards and teach nothing - "
-                                     "raise rollout.group_size or rollout.temperature"))
+                                     "raise rollout.num_generations or rollout.temperature"))
     if stats.get("kl", 0.0) > 1.0:
         out.append(("kl", f"the policy has drifted far from the reference (KL {stats['kl']:.2f} per token): "
-                          "lower train.learning_rate or raise train.kl_coef"))
+                          "lower train.learning_rate or raise train.beta"))
     if stats.get("clip_fraction", 0.0) > 0.2:
         out.append(("clip", f"{stats['clip_fraction']:.0%} of tokens hit the clip range: each update moves the "
-                            "policy too far; lower train.learning_rate or train.epochs"))
+                            "policy too far; lower train.learning_rate or train.num_iterations"))
     if stats.get("length_limit_fraction", 0.0) > 0.5:
-        out.append(("length", f"{stats['length_limit_fraction']:.0%} of actions ran into rollout.max_new_tokens "
-                              "without ending: raise it, or the model has not learned to stop"))
+        out.append(("length", f"{stats['length_limit_fraction']:.0%} of actions ran into "
+                              "rollout.max_completion_length without ending: raise it, or the model has not "
+                              "learned to stop"))
     if stats.get("context_cut_fraction", 0.0) > 0.2:
         out.append(("context", f"{stats['context_cut_fraction']:.0%} of episodes ended early because the conversation "
                                "outgrew the model's context: lower gym.max_turns or use a model with a longer one"))

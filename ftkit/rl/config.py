@@ -1,18 +1,24 @@
 """RL recipes: what to train, against which gym, with which algorithm, as typed YAML.
 
-    ftkit rl recipes/grpo_arithmetic.yaml train.learning_rate=5e-5 rollout.group_size=16
+    ftkit rl recipes/grpo_arithmetic.yaml train.learning_rate=5e-5 rollout.num_generations=16
 
 The same conventions as SFT recipes (`ftkit/config.py`): unknown keys are one-line errors with a
 did-you-mean, and `key.sub=value` overrides are merged in before validation. The model, LoRA and
 quantisation sections are the SFT recipe's own, so a model folder behaves the same in both.
+
+A key that means what a field of TRL's `GRPOConfig` means has that field's name (`max_steps`,
+`num_generations`, `beta`, `epsilon`, `loss_type`...), so a TRL user reads an RL recipe without a
+dictionary. `TRL_NAMES` below says, for every key, its GRPOConfig counterpart or why it is ftkit's own
+(tests/test_rl_trl_names.py holds the two in step); the keys' former ftkit names are one-line errors
+that name the new key.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ftkit.config import (
     LoraSection,
@@ -44,8 +50,12 @@ class GymSection(Section):
 
 class RolloutSection(Section):
     prompts_per_step: int = Field(16, gt=0, description="Distinct problems per RL step.")
-    group_size: int = Field(8, gt=0, description="Episodes played per problem (GRPO/RLOO compare within them).")
-    max_new_tokens: int = Field(16, gt=0, description="Longest action the policy may write per turn.")
+    num_generations: int = Field(
+        8, gt=0, description="Episodes played per problem (a group: GRPO/RLOO compare within it)."
+    )
+    max_completion_length: int = Field(
+        16, gt=0, description="Longest action the policy may write (per turn in a multi-turn gym)."
+    )
     temperature: float = Field(1.0, gt=0, description="Sampling temperature (the loss uses the same one).")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling: keep the smallest set of this much mass.")
     stop: list[str] = Field(default_factory=list, description="An action ends at the first of these strings.")
@@ -53,7 +63,7 @@ class RolloutSection(Section):
     engine: Literal["auto", "hf", "vllm"] = Field(
         "auto", description="Who samples: vLLM (GPU, weights synced after each update) or Hugging Face generate."
     )
-    gpu_memory_utilization: float = Field(
+    vllm_gpu_memory_utilization: float = Field(
         0.3, gt=0, le=1, description="vLLM: share of the GPU's memory its weights and KV cache may take."
     )
     format_reward_weight: float = Field(
@@ -61,36 +71,60 @@ class RolloutSection(Section):
     )
 
 
+# TRL's loss_type values that ftkit implements, and the aggregation each means (`algorithms.aggregate`).
+LOSS_TYPES = {"dapo": "token", "grpo": "sequence"}
+
+
 class RLTrainSection(Section):
-    steps: int = Field(100, gt=0, description="RL steps: each is one rollout batch and its updates.")
+    max_steps: int = Field(100, gt=0, description="RL steps: each is one rollout batch and its updates.")
     time_limit_minutes: float | None = Field(
         None, gt=0, description="Also stop (and save, and evaluate) once training has run this long."
     )
     learning_rate: float = Field(1e-5, gt=0, description="AdamW learning rate.")
-    lr_schedule: Literal["constant", "linear", "cosine"] = Field("constant", description="Learning-rate decay.")
+    lr_scheduler_type: Literal["constant_with_warmup", "constant", "linear", "cosine"] = Field(
+        "constant_with_warmup", description="Learning-rate schedule after the warm-up (transformers' names)."
+    )
     warmup_steps: int = Field(0, ge=0, description="Optimizer steps of linear warm-up.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    epochs: int = Field(1, gt=0, description="Passes over each rollout batch (PPO's 'epochs').")
+    num_iterations: int = Field(1, gt=0, description="Passes over each rollout batch (PPO's 'epochs', GRPO's mu).")
     minibatch_size: int | None = Field(
         None, gt=0, description="Episodes per optimizer step; default the whole rollout batch (one step)."
     )
-    micro_batch_size: int = Field(64, gt=0, description="Episodes per forward pass (gradient accumulation).")
-    max_grad_norm: float = Field(1.0, gt=0, description="Clip the gradient's global norm to this.")
-    clip_eps: float = Field(0.2, gt=0, lt=1, description="PPO clip range of the probability ratio.")
-    loss_aggregation: Literal["token", "sequence"] = Field(
-        "token", description="Average the loss over all policy tokens, or per sequence first (original GRPO)."
+    per_device_train_batch_size: int = Field(
+        64, gt=0, description="Episodes per forward pass on each process (gradients accumulate over a minibatch)."
     )
-    scale_rewards: bool = Field(True, description="GRPO: divide by the group's std (false: Dr. GRPO).")
-    kl_coef: float = Field(0.0, ge=0, description="Weight of the KL to the reference model (0: no reference).")
+    max_grad_norm: float = Field(1.0, gt=0, description="Clip the gradient's global norm to this.")
+    epsilon: float = Field(0.2, gt=0, lt=1, description="PPO clip range of the probability ratio.")
+    loss_type: Literal["dapo", "grpo"] = Field(
+        "dapo", description='"dapo": the loss averaged over every policy token of the minibatch; "grpo": '
+                            "over each sequence's tokens first, then over sequences (the original GRPO)."
+    )
+    scale_rewards: Literal["group", "batch", "none"] = Field(
+        "group", description='GRPO: divide advantages by the std of the group, of the whole batch, or "none" '
+                             "(Dr. GRPO); true and false mean group and none."
+    )
+    beta: float = Field(0.0, ge=0, description="Weight of the KL to the reference model (0: no reference).")
     kl_estimator: Literal["k1", "k3"] = Field("k3", description="KL estimator (k3: low variance, >= 0).")
     value_coef: float = Field(0.5, ge=0, description="PPO: weight of the value loss.")
     value_clip: float = Field(0.2, gt=0, description="PPO: clip range of the value update.")
     value_learning_rate: float | None = Field(None, gt=0, description="PPO: value head's learning rate.")
     gamma: float = Field(1.0, ge=0, le=1, description="PPO: discount per policy token.")
     lam: float = Field(0.95, ge=0, le=1, description="PPO: GAE lambda.")
-    save_every: int = Field(50, gt=0, description="Write a resumable checkpoint every N steps.")
+    save_steps: int = Field(50, gt=0, description="Write a resumable checkpoint every N steps.")
     save_total_limit: int = Field(2, gt=0, description="Checkpoints kept (older ones are deleted).")
     samples_per_step: int = Field(2, ge=0, description="Sample trajectories written to trajectories.jsonl.")
+
+    @field_validator("scale_rewards", mode="before")
+    @classmethod
+    def _booleans_as_trl_does(cls, value: Any) -> Any:
+        return {True: "group", False: "none"}.get(value, value) if isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _constant_has_no_warmup(self) -> RLTrainSection:
+        if self.lr_scheduler_type == "constant" and self.warmup_steps:
+            raise ValueError('train.lr_scheduler_type "constant" ignores warmup_steps (as in transformers and '
+                             'TRL): use "constant_with_warmup"')
+        return self
 
 
 class CurriculumSection(Section):
@@ -111,9 +145,11 @@ class RewardModelSection(Section):
 class RLEvalSection(Section):
     n: int = Field(200, ge=0, description="Held-out problems scored before, during and after training.")
     seed: int = Field(1, ge=0, description="Seed of the held-out problems.")
-    every_steps: int | None = Field(None, gt=0, description="Also score every N steps (default steps // 5).")
+    every_steps: int | None = Field(None, gt=0, description="Also score every N steps (default max_steps // 5).")
     batch_size: int = Field(256, gt=0, description="Prompts per generate() call.")
-    max_new_tokens: int | None = Field(None, gt=0, description="Longest answer; default rollout.max_new_tokens.")
+    max_new_tokens: int | None = Field(
+        None, gt=0, description="Longest answer; default rollout.max_completion_length."
+    )
     samples: int = Field(20, ge=0, description="Sample episodes written to samples.md.")
 
 
@@ -139,8 +175,9 @@ class RLRecipe(Section):
 
     @model_validator(mode="after")
     def _check(self) -> RLRecipe:
-        if self.algo in ("grpo", "rloo") and self.rollout.group_size < 2:
-            raise ValueError(f"{self.algo} compares episodes of the same problem: rollout.group_size must be >= 2")
+        if self.algo in ("grpo", "rloo") and self.rollout.num_generations < 2:
+            raise ValueError(f"{self.algo} compares episodes of the same problem: rollout.num_generations "
+                             "must be >= 2")
         if self.gym.train_seed == self.eval.seed:
             raise ValueError("gym.train_seed and eval.seed must differ: held-out problems need a seed of their own")
         return self
@@ -151,11 +188,11 @@ class RLRecipe(Section):
 
     @property
     def episodes_per_step(self) -> int:
-        return self.rollout.prompts_per_step * self.rollout.group_size
+        return self.rollout.prompts_per_step * self.rollout.num_generations
 
     @property
     def eval_every(self) -> int:
-        return self.eval.every_steps or max(1, self.train.steps // 5)
+        return self.eval.every_steps or max(1, self.train.max_steps // 5)
 
 
 def load_rl_recipe(path: str | Path | None, overrides: list[str] | None = None,
@@ -167,4 +204,157 @@ def load_rl_recipe(path: str | Path | None, overrides: list[str] | None = None,
         raw = merge_overrides(base or {}, overrides) if overrides else dict(base or {})
     if path is not None and "algo" not in raw and "data" in raw:
         raise ConfigError(f"{path} is an SFT recipe (it has `data:`): run it with `ftkit sft {path}`")
+    _reject_renamed_keys(raw)
     return validate_section(raw, RLRecipe)
+
+
+# ftkit's former names of keys that now have TRL's GRPOConfig names.
+RENAMED_KEYS = {
+    "rollout.group_size": "rollout.num_generations",
+    "rollout.max_new_tokens": "rollout.max_completion_length",
+    "rollout.gpu_memory_utilization": "rollout.vllm_gpu_memory_utilization",
+    "train.steps": "train.max_steps",
+    "train.save_every": "train.save_steps",
+    "train.lr_schedule": "train.lr_scheduler_type",
+    "train.epochs": "train.num_iterations",
+    "train.micro_batch_size": "train.per_device_train_batch_size",
+    "train.clip_eps": "train.epsilon",
+    "train.kl_coef": "train.beta",
+    "train.loss_aggregation": "train.loss_type",
+}
+_RENAME_NOTES = {"train.loss_aggregation": '; "token" is "dapo", "sequence" is "grpo"'}
+
+
+def _reject_renamed_keys(raw: dict[str, Any]) -> None:
+    for old, new in RENAMED_KEYS.items():
+        section, key = old.split(".")
+        if isinstance(raw.get(section), dict) and key in raw[section]:
+            raise ConfigError(f'recipe key "{old}" is now "{new}" (TRL\'s GRPOConfig name)'
+                              + _RENAME_NOTES.get(old, ""))
+
+
+class TrlName(NamedTuple):
+    """A recipe key's counterpart in TRL's GRPOConfig (`trl`), or None and `why` ftkit has its own key.
+
+    For a mapped key, `why` notes where ftkit's meaning differs in detail (empty: it does not)."""
+
+    trl: str | None
+    why: str = ""
+
+
+_EVAL = "held-out gym scoring, as in SFT recipes' eval section (TRL's eval_* fields run a loss on an eval dataset)"
+_PPO = "PPO's value head; GRPOConfig has none"
+_SFT = "the SFT recipes' own section (ftkit/config.py), so a model folder loads the same in both"
+
+TRL_NAMES: dict[str, TrlName] = {
+    "name": TrlName(None, "names the run folder (runs/<name>) as in SFT recipes; TRL's run_name only labels logs"),
+    "output_dir": TrlName("output_dir"),
+    "algo": TrlName(None, "TRL's GRPOTrainer is GRPO only (its variants are loss_type); ftkit also has RLOO and PPO"),
+    "method": TrlName(None, "full, LoRA or QLoRA as in SFT recipes; TRL takes a peft_config object"),
+    "seed": TrlName("seed"),
+    "model": TrlName(None, _SFT),
+    "lora": TrlName(None, _SFT),
+    "quantization": TrlName(None, _SFT),
+    "gym.id": TrlName(None, "TRL trains on a prompt dataset with reward functions; ftkit plays a gym"),
+    "gym.kwargs": TrlName(None, "TRL has no environment to configure"),
+    "gym.chat": TrlName(None, "TRL decides from the dataset's format (conversational or not)"),
+    "gym.system_prompt": TrlName(None, "TRL reads a system message from each dataset row"),
+    "gym.max_turns": TrlName(None, "environment turns; TRL's max_tool_calling_iterations counts tool calls"),
+    "gym.train_seed": TrlName(None, "the seed stream of training problems; TRL shuffles a fixed dataset"),
+    "rollout.prompts_per_step": TrlName(
+        None, "TRL counts completions: its generation_batch_size is prompts_per_step x num_generations over all "
+              "processes; ftkit counts problems so that every group is whole"),
+    "rollout.num_generations": TrlName("num_generations"),
+    "rollout.max_completion_length": TrlName(
+        "max_completion_length", "TRL's bounds a whole completion, tool calls included"),
+    "rollout.temperature": TrlName("temperature"),
+    "rollout.top_p": TrlName("top_p"),
+    "rollout.stop": TrlName(None, "TRL passes stop strings inside generation_kwargs"),
+    "rollout.batch_size": TrlName(None, "a memory knob of the generation engine; TRL samples a generation batch at once"),
+    "rollout.engine": TrlName(None, "TRL's use_vllm is on or off; ftkit's auto picks vLLM where it can run"),
+    "rollout.vllm_gpu_memory_utilization": TrlName("vllm_gpu_memory_utilization"),
+    "rollout.format_reward_weight": TrlName(
+        None, "the weight of the gym's own format reward; TRL weighs reward functions with reward_weights"),
+    "train.max_steps": TrlName("max_steps", "counts RL steps (rollouts); TRL counts optimizer steps, the same "
+                                            "when each rollout makes one update (the default)"),
+    "train.time_limit_minutes": TrlName(None, "TRL has no wall-clock limit"),
+    "train.learning_rate": TrlName("learning_rate"),
+    "train.lr_scheduler_type": TrlName("lr_scheduler_type"),
+    "train.warmup_steps": TrlName("warmup_steps"),
+    "train.weight_decay": TrlName("weight_decay", "applied to every trainable weight; TRL's Trainer exempts "
+                                                  "biases and norms"),
+    "train.num_iterations": TrlName("num_iterations"),
+    "train.minibatch_size": TrlName(
+        None, "episodes per optimizer step on each process; TRL's is per_device_train_batch_size x "
+              "gradient_accumulation_steps, here it is set directly (default: the whole rollout batch)"),
+    "train.per_device_train_batch_size": TrlName(
+        "per_device_train_batch_size", "a memory knob only: gradients accumulate up to minibatch_size, so the "
+                                       "update does not depend on it"),
+    "train.max_grad_norm": TrlName("max_grad_norm"),
+    "train.epsilon": TrlName("epsilon", "symmetric, as TRL's epsilon_high defaults to epsilon"),
+    "train.loss_type": TrlName("loss_type", 'ftkit implements "dapo" and "grpo"'),
+    "train.scale_rewards": TrlName("scale_rewards", "RLOO ignores it: its baseline is never divided by a std"),
+    "train.beta": TrlName("beta", "GRPO and RLOO add beta x KL to the loss as TRL does; PPO subtracts it from "
+                                  "the per-token reward (InstructGPT)"),
+    "train.kl_estimator": TrlName(None, "TRL always uses k3"),
+    "train.value_coef": TrlName(None, f"{_PPO} (TRL's experimental PPOConfig calls it vf_coef)"),
+    "train.value_clip": TrlName(None, f"{_PPO} (TRL's experimental PPOConfig calls it cliprange_value)"),
+    "train.value_learning_rate": TrlName(None, f"{_PPO}, so no learning rate of its own"),
+    "train.gamma": TrlName(None, f"{_PPO} (the same name in TRL's experimental PPOConfig)"),
+    "train.lam": TrlName(None, f"{_PPO} (the same name in TRL's experimental PPOConfig)"),
+    "train.save_steps": TrlName("save_steps", "counts RL steps, like max_steps"),
+    "train.save_total_limit": TrlName("save_total_limit"),
+    "train.samples_per_step": TrlName(None, "trajectories kept in trajectories.jsonl; TRL's log_completions "
+                                            "prints a table"),
+    "curriculum.option": TrlName(None, "TRL has no curriculum"),
+    "curriculum.levels": TrlName(None, "TRL has no curriculum"),
+    "curriculum.threshold": TrlName(None, "TRL has no curriculum"),
+    "curriculum.window": TrlName(None, "TRL has no curriculum"),
+    "reward_model.path": TrlName(None, "TRL takes reward models as reward_funcs"),
+    "reward_model.weight": TrlName(None, "TRL weighs reward functions with reward_weights, a list"),
+    "reward_model.verifier_weight": TrlName(None, "TRL weighs reward functions with reward_weights, a list"),
+    "eval.n": TrlName(None, _EVAL),
+    "eval.seed": TrlName(None, _EVAL),
+    "eval.every_steps": TrlName(None, _EVAL),
+    "eval.batch_size": TrlName(None, _EVAL),
+    "eval.max_new_tokens": TrlName(None, _EVAL),
+    "eval.samples": TrlName(None, _EVAL),
+}
+
+# Sections whose keys are the SFT recipes' (one entry each in TRL_NAMES), not the RL recipe's own.
+_SHARED_SECTIONS = {"model", "lora", "quantization"}
+
+
+def rl_recipe_keys() -> dict[str, str]:
+    """Every key of the RL recipe as "section.key" (shared SFT sections as one key), with its description."""
+    keys = {}
+    for name, field in RLRecipe.model_fields.items():
+        section = _section_type(field.annotation)
+        if section is None or name in _SHARED_SECTIONS:
+            keys[name] = field.description or ""
+            continue
+        for sub, sub_field in section.model_fields.items():
+            keys[f"{name}.{sub}"] = sub_field.description or ""
+    return keys
+
+
+def _section_type(annotation: Any) -> type[Section] | None:
+    import typing
+
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, Section):
+            return candidate
+    return None
+
+
+def trl_names_markdown() -> str:
+    """The README's table: each RL recipe key, its TRL GRPOConfig name, and what it means."""
+    rows = ["| ftkit RL key | TRL GRPOConfig key | meaning |", "| --- | --- | --- |"]
+    for key, description in rl_recipe_keys().items():
+        name = TRL_NAMES[key]
+        if name.trl is None:
+            meaning = f"{description} ftkit's own: {name.why}."
+        else:
+            meaning = f"{description} Note: {name.why}." if name.why else description
+        rows.append(f"| `{key}` | {f'`{name.trl}`' if name.trl else '—'} | {meaning.strip()} |")
+    return "\n".join(rows) + "\n"

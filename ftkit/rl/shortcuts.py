@@ -23,7 +23,7 @@ def recipe_from_args(recipe: str | None, overrides: list[str], *, gym: str | Non
     """The recipe that `ftkit rl` runs, from its positional arguments and flags."""
     overrides = list(overrides)
     if recipe is not None and "=" in recipe and not Path(recipe).exists():
-        overrides.insert(0, recipe)  # `ftkit rl --gym arithmetic train.steps=5`: no recipe file given
+        overrides.insert(0, recipe)  # `ftkit rl --gym arithmetic train.max_steps=5`: no recipe file given
         recipe = None
     sugar = []
     if model is not None:

@@ -41,8 +41,8 @@ def main(out: str) -> None:
     recipe = load_rl_recipe(None, base={
         "name": "dist", "output_dir": out, "algo": "grpo", "seed": 0, "model": {"name": "scratch:tiny"},
         "gym": {"id": "arithmetic", "kwargs": {"digits": 2}},
-        "rollout": {"prompts_per_step": 4, "group_size": GROUP_SIZE, "max_new_tokens": 4},
-        "train": {"steps": 3, "learning_rate": 1e-3, "micro_batch_size": 8, "save_every": 100},
+        "rollout": {"prompts_per_step": 4, "num_generations": GROUP_SIZE, "max_completion_length": 4},
+        "train": {"max_steps": 3, "learning_rate": 1e-3, "per_device_train_batch_size": 8, "save_steps": 100},
         "eval": {"n": 0}})
     trainer.main(recipe, overwrite=True)
 

@@ -1,0 +1,112 @@
+"""Resumable RL checkpoints: checkpoints/checkpoint-<step>/ holds the policy's weights (model/ or
+adapter/), PPO's value head, the optimizer, the schedule, every random generator and the run's state.
+
+    ftkit rl recipes/grpo_arithmetic.yaml --resume      # continues from the last complete checkpoint
+
+Each checkpoint is written into a staging folder and renamed into place (`ftkit.runs.save_folder_atomic`),
+with trainer_state.json written last, so a kill at any moment leaves the previous checkpoint whole.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ftkit.errors import TrainingError
+from ftkit.runs import checkpoints, last_complete_checkpoint, save_folder_atomic
+
+if TYPE_CHECKING:
+    from ftkit.rl.learner import Learner
+
+CHECKPOINT_STATE = "trainer_state.json"  # written last: a checkpoint without it is incomplete
+
+
+def weights_name(method: str) -> str:
+    """The folder the policy is saved in: model/ (full fine-tuning) or adapter/ (LoRA, QLoRA)."""
+    return "model" if method == "full" else "adapter"
+
+
+class Checkpoints:
+    """The run's checkpoints folder: `save` every N steps, keeping `keep`; `latest` and `restore` to resume."""
+
+    def __init__(self, accelerator, run_dir: Path, method: str, keep: int):
+        self.accelerator = accelerator
+        self.folder = run_dir / "checkpoints"
+        self.weights_name = weights_name(method)
+        self.keep = keep
+
+    def save(self, step: int, learner: Learner, tokenizer, state: dict[str, Any]) -> None:
+        """Write checkpoint-<step> (the main process writes, every process waits) and drop old ones."""
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            def write(folder: Path) -> None:
+                save_policy(folder / self.weights_name, self.accelerator.unwrap_model(learner.model), tokenizer)
+                save_value_head(self.accelerator, learner.value_head, folder)
+                torch.save(learner.optimizer.state_dict(), folder / "optimizer.pt")
+                torch.save(learner.scheduler.state_dict(), folder / "scheduler.pt")
+                torch.save(rng_state(), folder / "rng.pt")
+                (folder / CHECKPOINT_STATE).write_text(json.dumps({"step": step, **state}, indent=2) + "\n")
+
+            save_folder_atomic(self.folder / f"checkpoint-{step}", write)
+            for old in checkpoints(self.folder)[: -self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+
+    def latest(self) -> Path:
+        """The newest complete checkpoint, or a one-line error saying how to start over."""
+        checkpoint = last_complete_checkpoint(self.folder)
+        if checkpoint is None:
+            raise TrainingError(f"--resume: no complete checkpoint in {self.folder}; run again "
+                                "without --resume (and with --overwrite) to start over")
+        return checkpoint
+
+    def restore(self, checkpoint: Path, learner: Learner) -> dict[str, Any]:
+        """Load the optimizer, schedule and random generators; returns the run's state ("step", ...).
+
+        The weights were loaded with the model (`build_learner(..., checkpoint)`)."""
+        state = json.loads((checkpoint / CHECKPOINT_STATE).read_text())
+        learner.optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
+        learner.scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
+        set_rng_state(torch.load(checkpoint / "rng.pt", weights_only=True))
+        return state
+
+
+def save_policy(folder: Path, policy, tokenizer) -> None:
+    """A standard Hugging Face folder: the weights (or adapter) and the tokenizer."""
+    policy.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def save_value_head(accelerator, value_head, folder: Path) -> None:
+    """PPO's value head as value_head.safetensors in `folder` (nothing without one)."""
+    if value_head is None:
+        return
+    from safetensors.torch import save_file
+
+    head = accelerator.unwrap_model(value_head)
+    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, folder / "value_head.safetensors")
+
+
+def rng_state() -> dict[str, Any]:
+    """Random generators' states as tensors and plain lists, so `torch.load(weights_only=True)` reads them."""
+    import numpy as np
+
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    return {"torch": torch.get_rng_state(), "python": [version, list(internal), gauss],
+            "numpy": [name, torch.from_numpy(keys.astype("int64")), pos, has_gauss, cached]}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    import numpy as np
+
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype("uint32"), pos, has_gauss, cached))

@@ -1,0 +1,29 @@
+"""RL objectives, one class each, chosen by the recipe's `algo` through `OBJECTIVES`.
+
+    python -c "from ftkit.rl.objectives import OBJECTIVES; print(sorted(OBJECTIVES))"
+
+A new objective (DAPO, GSPO, REINFORCE++...) is one `Objective` subclass in a module of its own,
+added to the tuple below and to `RLRecipe.algo`'s choices, with a test file of its own.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ftkit.rl.objectives.base import LossInputs, MeanStd, Objective, ScoredBatch
+from ftkit.rl.objectives.grpo import GRPO
+from ftkit.rl.objectives.ppo import PPO
+from ftkit.rl.objectives.rloo import RLOO
+
+if TYPE_CHECKING:
+    from ftkit.rl.config import RLRecipe
+
+OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (GRPO, RLOO, PPO)}
+
+__all__ = ["OBJECTIVES", "GRPO", "PPO", "RLOO", "LossInputs", "MeanStd", "Objective", "ScoredBatch",
+           "make_objective"]
+
+
+def make_objective(recipe: RLRecipe) -> Objective:
+    """The objective of a recipe's `algo`, configured by its train section."""
+    return OBJECTIVES[recipe.algo](recipe.train, recipe.rollout.num_generations)

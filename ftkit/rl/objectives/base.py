@@ -1,0 +1,107 @@
+"""What every RL objective provides: advantages for a scored rollout batch, and the loss of a micro-batch.
+
+    python -c "from ftkit.rl.objectives import OBJECTIVES; print({k: v.needs_value_head for k, v in OBJECTIVES.items()})"
+
+The update (`ftkit/rl/update.py`) does the work common to all of them: it pads the episodes, scores
+them before the update where an objective needs that (`needs_old_logprobs`, `needs_value_head`,
+`needs_reference`), asks the objective for advantages, and minimises the objective's loss over
+minibatches. An objective is a small class on the pure functions of `ftkit/rl/algorithms.py`; a new
+one is one class here, registered in `ftkit/rl/objectives/__init__.py`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+import torch
+
+from ftkit.rl import algorithms as alg
+from ftkit.rl.config import LOSS_TYPES
+
+if TYPE_CHECKING:
+    from ftkit.rl.config import RLTrainSection
+    from ftkit.rl.rollout import Episode
+
+class MeanStd(Protocol):
+    """Mean and std of x over the masked entries of every process's batch (std over n, or n - 1 if unbiased)."""
+
+    def __call__(self, x: torch.Tensor, mask: torch.Tensor, unbiased: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        ...
+
+
+@dataclass
+class ScoredBatch:
+    """One process's rollout batch as tensors, with what was computed before the update (no gradient).
+
+    `tensors` are `policy.pad_episodes`'s: input_ids, attention_mask (B, L), loss_mask (B, L - 1).
+    `old_logprobs`, `old_values` and `ref_logprobs` are (B, L - 1), or None where nothing needed them.
+    """
+
+    episodes: list[Episode]
+    tensors: dict[str, torch.Tensor]
+    rewards: torch.Tensor  # (B,): what each episode is trained to raise
+    old_logprobs: torch.Tensor | None
+    old_values: torch.Tensor | None
+    ref_logprobs: torch.Tensor | None
+    mean_std: MeanStd  # over every process: statistics must not depend on how the batch is split
+
+    @property
+    def groups(self) -> list[int]:
+        return [e.group for e in self.episodes]
+
+
+@dataclass
+class LossInputs:
+    """One micro-batch, rows already picked: the training forward pass and what the update kept for it."""
+
+    logprobs: torch.Tensor  # (b, L - 1), with gradient
+    old_logprobs: torch.Tensor  # the policy before the update (the detached logprobs with one update per rollout)
+    mask: torch.Tensor  # loss_mask
+    advantages: torch.Tensor  # (b,) per episode or (b, L - 1) per token
+    ref_logprobs: torch.Tensor | None = None
+    values: torch.Tensor | None = None  # the value head's, with gradient
+    old_values: torch.Tensor | None = None
+    returns: torch.Tensor | None = None
+
+
+class Objective(ABC):
+    """An RL algorithm: its advantages and loss terms, and what it needs computed for them."""
+
+    name: ClassVar[str]
+    needs_value_head: ClassVar[bool] = False
+    # Score the batch before the update even when one update per rollout would make the detached
+    # training forward pass the "old" policy (PPO: GAE and the KL-shaped reward need it first).
+    needs_old_logprobs: ClassVar[bool] = False
+    compares_groups: ClassVar[bool] = True  # advantages come from episodes of the same problem
+    kl_in_loss: ClassVar[bool] = True  # beta x KL joins the loss (False: the objective uses it elsewhere)
+    note: ClassVar[str] = ""  # printed when a run starts: what its curves should look like
+
+    def __init__(self, train: RLTrainSection, group_size: int):
+        self.train = train
+        self.group_size = group_size
+        self.aggregation = LOSS_TYPES[train.loss_type]
+
+    @property
+    def needs_reference(self) -> bool:
+        """The reference model is loaded (or LoRA's adapters disabled) only when the KL has a weight."""
+        return self.train.beta > 0
+
+    @abstractmethod
+    def advantages(self, batch: ScoredBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(advantages, returns): advantages per episode (B,) or per token (B, L - 1); returns are the
+        value head's targets (None without one)."""
+
+    def loss(self, x: LossInputs) -> tuple[torch.Tensor, dict[str, float]]:
+        """The clipped policy loss, plus beta x KL to the reference when there is one; and its stats."""
+        t = self.train
+        loss, clip_stats = alg.policy_loss(x.logprobs, x.old_logprobs, x.advantages, x.mask, t.epsilon,
+                                           self.aggregation)
+        stats = {"policy_loss": loss.item(), **clip_stats}
+        if x.ref_logprobs is not None:
+            kl = alg.aggregate(alg.kl_penalty(x.logprobs, x.ref_logprobs, t.kl_estimator), x.mask, self.aggregation)
+            stats["kl"] = kl.item()
+            if self.kl_in_loss:
+                loss = loss + t.beta * kl
+        return loss, stats

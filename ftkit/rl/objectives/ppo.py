@@ -1,0 +1,40 @@
+"""PPO (Schulman et al. 2017) with a value head: per-token advantages from GAE, and a clipped value loss.
+
+    ftkit rl recipes/ppo_arithmetic.yaml
+
+The KL to the reference is folded into the per-token reward (InstructGPT's form: reward minus
+beta x (log p - log p_ref)) rather than added to the loss; advantages are whitened over the masked
+tokens of every process.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ftkit.rl import algorithms as alg
+from ftkit.rl.objectives.base import LossInputs, Objective, ScoredBatch
+from ftkit.rl.policy import token_rewards
+
+
+class PPO(Objective):
+    name = "ppo"
+    needs_value_head = True
+    needs_old_logprobs = True
+    compares_groups = False
+    kl_in_loss = False
+    note = "note: PPO's value head starts knowing nothing; its loss falls first, then the reward should rise"
+
+    def advantages(self, batch: ScoredBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        t, mask = self.train, batch.tensors["loss_mask"]
+        rewards = token_rewards(batch.episodes, batch.tensors["input_ids"].shape[1]).to(mask.device)
+        if batch.ref_logprobs is not None:
+            rewards = rewards - t.beta * (batch.old_logprobs - batch.ref_logprobs) * mask
+        advantages, returns = alg.gae(rewards, batch.old_values.float(), mask, t.gamma, t.lam)
+        mean, std = batch.mean_std(advantages, mask)
+        return (advantages - mean) / (std + 1e-8) * mask, returns
+
+    def loss(self, x: LossInputs) -> tuple[torch.Tensor, dict[str, float]]:
+        loss, stats = super().loss(x)
+        v_loss = alg.value_loss(x.values, x.old_values, x.returns, x.mask, self.train.value_clip)
+        stats["value_loss"] = v_loss.item()
+        return loss + self.train.value_coef * v_loss, stats

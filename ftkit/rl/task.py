@@ -1,0 +1,60 @@
+"""The gym side of an RL run: which problems each step trains on, and the reward model if there is one.
+
+    python -c "from ftkit.rl.task import Task; help(Task.training_seeds)"
+
+Training problems come from a fixed seed stream that skips the held-out problems, so no training
+prompt is ever one that evaluation scores, and a resumed run draws exactly the problems it would have.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ftkit.evaluate import heldout_problems, is_multi_turn
+
+if TYPE_CHECKING:
+    from ftkit.rl.config import RLRecipe
+
+ITEMS_PER_STEP = 1_000_000  # step s draws items s * 10**6, s * 10**6 + 1, ... of the training seed
+
+
+class Task:
+    """A recipe's gym, its held-out prompts and reward scorer. Building it checks the gym id and arguments."""
+
+    def __init__(self, recipe: RLRecipe):
+        import gyms
+
+        gym, ev = recipe.gym, recipe.eval
+        self.recipe = recipe
+        self.multi_turn = is_multi_turn(gym.id, gym.kwargs)
+        self.heldout_prompts: set[str] = set()
+        if ev.n and not self.multi_turn:  # multi-turn problems differ by seed, not by their first text
+            self.heldout_prompts = {p["prompt"] for p in heldout_problems(gym.id, gym.kwargs, ev.n, ev.seed)}
+        self.sampler_env = gyms.make(gym.id, **gym.kwargs)  # resets only, to read a problem's prompt
+        self.reward_scorer = None
+        if recipe.reward_model is not None:
+            from ftkit.preference import RewardScorer
+
+            self.reward_scorer = RewardScorer.load(recipe.reward_model.path)
+
+    def training_seeds(self, step: int, options: dict[str, Any] | None = None, world: int = 1,
+                       rank: int = 0) -> list[int]:
+        """Process `rank`'s problems (gym seeds) for `step`, of `world` processes sharing the step's.
+
+        Step s walks item indices s * 10**6, s * 10**6 + 1, ... of `gym.train_seed`, skipping held-out
+        prompts; `options` are the reset options the problems are played with (a curriculum's level).
+        """
+        from data_tools.gym_data import item_seed
+
+        wanted = self.recipe.rollout.prompts_per_step
+        seeds, index = [], step * ITEMS_PER_STEP
+        while len(seeds) < wanted:
+            seed = item_seed(self.recipe.gym.train_seed, index)
+            index += 1
+            if self.heldout_prompts:
+                prompt, _ = self.sampler_env.reset(seed=seed, options=options)
+                if prompt in self.heldout_prompts:
+                    continue
+            seeds.append(seed)
+        per_process = wanted // world
+        return seeds[rank * per_process : (rank + 1) * per_process]

@@ -1,0 +1,164 @@
+"""One RL update: score the rollout batch, ask the objective for advantages, then minimise its loss over
+`num_iterations` passes of minibatches, each one optimizer step made of accumulated micro-batches.
+
+    python -c "from ftkit.rl.update import Update; help(Update.__call__)"
+
+Losses are normalised over the whole minibatch of every process (its policy tokens for loss_type
+"dapo", its episodes for "grpo"), so neither `per_device_train_batch_size` nor the number of processes
+changes the update.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ftkit.errors import TrainingError
+from ftkit.rl import algorithms as alg
+from ftkit.rl.objectives import LossInputs, Objective, ScoredBatch
+from ftkit.rl.policy import forward_tokens, pad_episodes
+
+if TYPE_CHECKING:
+    from ftkit.rl.config import RLRecipe
+    from ftkit.rl.learner import Learner
+    from ftkit.rl.rollout import Episode
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The seed of one process's step: sampling and minibatch order replay exactly after a resume."""
+    return (seed * 1_000_003 + step * 9_973 + rank) % (2**63)
+
+
+class Update:
+    """Trains `learner` on rollout batches with `objective`: `stats = update(episodes, step)`."""
+
+    def __init__(self, accelerator, learner: Learner, objective: Objective, recipe: RLRecipe, pad_id: int):
+        self.accelerator = accelerator
+        self.learner = learner
+        self.objective = objective
+        self.train = recipe.train
+        self.temperature = recipe.rollout.temperature
+        self.seed = recipe.seed
+        self.pad_id = pad_id
+
+    def __call__(self, episodes: list[Episode], step: int) -> dict[str, Any]:
+        """Advantages, then the clipped loss over minibatches; returns the update's mean statistics."""
+        device = self.accelerator.device
+        tensors = {k: v.to(device) for k, v in pad_episodes(episodes, self.pad_id).items()}
+        rewards = torch.tensor([e.reward for e in episodes], device=device)
+        scored = self.score(episodes, tensors, rewards)
+        advantages, returns = self.objective.advantages(scored)
+
+        totals: dict[str, float] = {}
+        trained_tokens = 0
+        n, minibatch, iterations = len(episodes), self.learner.minibatch, self.train.num_iterations
+        generator = torch.Generator().manual_seed(step_seed(self.seed, step, 0))
+        for _ in range(iterations):
+            order = torch.randperm(n, generator=generator).tolist()
+            for start in range(0, n, minibatch):
+                rows = order[start : start + minibatch]
+                for key, value in self._optimizer_step(rows, scored, advantages, returns, step).items():
+                    totals[key] = totals.get(key, 0.0) + value
+                trained_tokens += int(tensors["attention_mask"][rows].sum())
+        count = iterations * math.ceil(n / minibatch)
+        stats = {key: value / count for key, value in totals.items()}
+        stats["lr"] = self.learner.scheduler.get_last_lr()[0]
+        stats["_trained_tokens"] = trained_tokens
+        return stats
+
+    def score(self, episodes: list[Episode], tensors: dict[str, torch.Tensor], rewards: torch.Tensor) -> ScoredBatch:
+        """Log-probs and values before the update, and the reference's log-probs, without gradient.
+
+        With one optimizer step per rollout (GRPO/RLOO's default) the "old" policy is the current one,
+        so its log-probs come from the training forward pass itself (detached) and this pass is skipped.
+        """
+        one_update = self.train.num_iterations == 1 and self.learner.minibatch >= len(episodes)
+        need_old = self.objective.needs_old_logprobs or self.objective.needs_value_head or not one_update
+        need_ref = self.objective.needs_reference
+        old, values, ref = [], [], []
+        micro = self.train.per_device_train_batch_size
+        with torch.no_grad():
+            for start in range(0, len(episodes) if need_old or need_ref else 0, micro):
+                ids = tensors["input_ids"][start : start + micro]
+                attn = tensors["attention_mask"][start : start + micro]
+                if need_old:
+                    with self.accelerator.autocast():
+                        lp, _, v = forward_tokens(self.learner.model, ids, attn, self.temperature,
+                                                  self.learner.value_head)
+                    old.append(lp)
+                    values.append(v)
+                if need_ref:
+                    ref.append(self._reference_logprobs(ids, attn))
+        cat = lambda xs: torch.cat(xs) if xs and xs[0] is not None else None  # noqa: E731
+        return ScoredBatch(episodes, tensors, rewards, old_logprobs=cat(old), old_values=cat(values),
+                           ref_logprobs=cat(ref), mean_std=self.mean_std)
+
+    def _reference_logprobs(self, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        with self.accelerator.autocast():
+            if self.learner.ref_model is not None:
+                return forward_tokens(self.learner.ref_model, ids, attn, self.temperature)[0]
+            with self.accelerator.unwrap_model(self.learner.model).disable_adapter():  # LoRA: the base model
+                return forward_tokens(self.learner.model, ids, attn, self.temperature)[0]
+
+    def mean_std(self, x: torch.Tensor, mask: torch.Tensor, unbiased: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std of x over the masked entries of every process (whitening must not depend on the layout)."""
+        accelerator = self.accelerator
+        all_reduce = (lambda t: accelerator.reduce(t, reduction="sum")) if accelerator.num_processes > 1 else None
+        return alg.masked_mean_std(x, mask, unbiased, all_reduce)
+
+    def _optimizer_step(self, rows: list[int], scored: ScoredBatch, advantages: torch.Tensor,
+                        returns: torch.Tensor | None, step: int) -> dict[str, float]:
+        """One optimizer step over a minibatch, in micro-batches whose gradients accumulate."""
+        t, accelerator = self.train, self.accelerator
+        mask_all = scored.tensors["loss_mask"]
+        per_token = self.objective.aggregation == "token"
+        denominator = float(mask_all[rows].sum()) if per_token else float(len(rows))
+        if accelerator.num_processes > 1:
+            # DDP averages the processes' gradients; dividing by the mean count over processes (not this
+            # process's own) makes that average the mean over every token of the global minibatch.
+            count = torch.tensor([denominator], device=accelerator.device)
+            denominator = float(accelerator.reduce(count, reduction="mean"))
+        sums: dict[str, float] = {}
+        size = t.per_device_train_batch_size
+        micros = [rows[i : i + size] for i in range(0, len(rows), size)]
+        for k, micro in enumerate(micros):
+            sync = k == len(micros) - 1  # all-reduce gradients across processes only once per step
+            with nullcontext() if sync else accelerator.no_sync(self.learner.model):
+                loss, stats = self._micro_loss(micro, scored, advantages, returns)
+                weight = float(mask_all[micro].sum()) if per_token else float(len(micro))
+                accelerator.backward(loss * weight / max(denominator, 1.0))
+            for key, value in stats.items():
+                sums[key] = sums.get(key, 0.0) + value * weight / max(denominator, 1.0)
+        return self._apply(sums, step)
+
+    def _apply(self, sums: dict[str, float], step: int) -> dict[str, float]:
+        """Clip the accumulated gradient and step the optimizer, unless the loss is not a number."""
+        optimizer, t = self.learner.optimizer, self.train
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        sums["grad_norm"] = float(self.accelerator.clip_grad_norm_(params, t.max_grad_norm))
+        if not math.isfinite(sums["loss"]) or not math.isfinite(sums["grad_norm"]):
+            raise TrainingError(f"the RL loss became {sums['loss']} (grad norm {sums['grad_norm']}) at step "
+                                f"{step + 1}: lower train.learning_rate (now {t.learning_rate:g}), then "
+                                "--resume from the last checkpoint")
+        optimizer.step()
+        self.learner.scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        return sums
+
+    def _micro_loss(self, rows: list[int], scored: ScoredBatch, advantages: torch.Tensor,
+                    returns: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
+        ids, attn, mask = (scored.tensors[k][rows] for k in ("input_ids", "attention_mask", "loss_mask"))
+        with self.accelerator.autocast():
+            logprobs, entropy, values = forward_tokens(self.learner.model, ids, attn, self.temperature,
+                                                       self.learner.value_head, with_entropy=True)
+        pick = lambda x: None if x is None else x[rows]  # noqa: E731
+        old = scored.old_logprobs[rows] if scored.old_logprobs is not None else logprobs.detach()
+        inputs = LossInputs(logprobs, old, mask, advantages[rows], ref_logprobs=pick(scored.ref_logprobs),
+                            values=values, old_values=pick(scored.old_values), returns=pick(returns))
+        loss, stats = self.objective.loss(inputs)
+        stats["entropy"] = alg.masked_mean(entropy, mask).item()
+        stats["loss"] = loss.item()
+        return loss, stats
