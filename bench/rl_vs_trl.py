@@ -5,7 +5,7 @@
 
 Both sides start from the same model folder and train on the same gym problems, in the same order
 (TRL's dataset is the list of problems ftkit's seed stream draws, step by step, skipping held-out
-prompts), with the same number of prompts per step and group size, the same completion limit,
+prompts), with the same number of prompts per step and num_generations, the same completion limit,
 temperature, learning rate and its warm-up, clipping and number of steps: one rollout batch and one
 AdamW update per step, no KL term, group advantages scaled by the group's std, the loss averaged over every completion
 token of the batch. TRL's reward function steps the gym itself, so both are scored by the same code.
@@ -76,16 +76,16 @@ def ftkit_recipe(args, out: Path):
         "name": "bench_rl_vs_trl", "output_dir": str(out), "algo": "grpo", "method": "full", "seed": SEED,
         "model": {"name": args.model, "fallback": None},
         "gym": {"id": GYM, "kwargs": args.gym_kwargs, "train_seed": TRAIN_SEED},
-        "rollout": {"prompts_per_step": args.prompts, "group_size": args.group_size,
-                    "max_new_tokens": args.max_tokens, "temperature": TEMPERATURE, "top_p": 1.0,
+        "rollout": {"prompts_per_step": args.prompts, "num_generations": args.group_size,
+                    "max_completion_length": args.max_tokens, "temperature": TEMPERATURE, "top_p": 1.0,
                     "batch_size": batch},  # every completion of a step in one generate() call, as TRL does
-        "train": {"steps": args.steps, "learning_rate": args.lr,
-                  "lr_schedule": "constant", "warmup_steps": args.warmup,  # linear warm-up, then constant
-                  "weight_decay": 0.0, "epochs": 1, "minibatch_size": None,  # one update per rollout batch
-                  "micro_batch_size": batch,  # one forward/backward over the batch, as TRL's below
-                  "max_grad_norm": MAX_GRAD_NORM, "clip_eps": CLIP_EPS, "loss_aggregation": "token",
-                  "scale_rewards": True, "kl_coef": 0.0,
-                  "save_every": args.steps, "samples_per_step": 0},  # no checkpoint nor samples mid-run
+        "train": {"max_steps": args.steps, "learning_rate": args.lr,
+                  "lr_scheduler_type": "constant_with_warmup", "warmup_steps": args.warmup,  # as TRL's below
+                  "weight_decay": 0.0, "num_iterations": 1, "minibatch_size": None,  # one update per rollout batch
+                  "per_device_train_batch_size": batch,  # one forward/backward over the batch, as TRL's below
+                  "max_grad_norm": MAX_GRAD_NORM, "epsilon": CLIP_EPS, "loss_type": "dapo",
+                  "scale_rewards": "group", "beta": 0.0,
+                  "save_steps": args.steps, "samples_per_step": 0},  # no checkpoint nor samples mid-run
         # eval.n also keeps the held-out prompts out of training; no evaluation between the first and last step
         "eval": {"n": args.eval_n, "seed": EVAL_SEED, "every_steps": args.steps, "max_new_tokens": args.max_tokens,
                  "samples": 0},
@@ -94,18 +94,14 @@ def ftkit_recipe(args, out: Path):
 
 def training_problems(recipe) -> list[dict[str, Any]]:
     """The problems ftkit will train on, step by step and in order, from ftkit's own seed stream."""
-    from rich.console import Console
-
     import gyms
-    from ftkit.rl.trainer import RLRun
+    from ftkit.rl.task import Task
 
-    probe = RLRun(recipe, console=Console(quiet=True))
-    probe._setup_task()  # the held-out prompts that the stream skips
+    task = Task(recipe)  # the held-out prompts that the stream skips
     env = gyms.make(GYM, **recipe.gym.kwargs)
     rows = []
-    for step in range(recipe.train.steps):
-        probe.step = step
-        for seed in probe._training_seeds():
+    for step in range(recipe.train.max_steps):
+        for seed in task.training_seeds(step):
             prompt, _ = env.reset(seed=seed)
             rows.append({"prompt": prompt, "seed": seed, "step": step})
     return rows
@@ -134,52 +130,24 @@ def run_ftkit(recipe) -> dict[str, Any]:
     }
 
 
-def run_trl(args, rows: list[dict[str, Any]], out: Path) -> dict[str, Any]:
-    """What a TRL user writes: a dataset, a reward function, GRPOConfig for the CPU, GRPOTrainer, train()."""
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
+def trl_config(args, out: Path):
+    """GRPOConfig with ftkit's settings, each line saying which ftkit recipe key it matches."""
+    from trl import GRPOConfig
 
-    import gyms
-
-    env = gyms.make(GYM, **args.gym_kwargs)
-
-    def gym_score(prompts, completions, seed, **_):
-        """The gym's own reward: replay the problem from its seed and step it with the completion."""
-        rewards = []
-        for prompt, completion, problem_seed in zip(prompts, completions, seed):
-            observation, _ = env.reset(seed=problem_seed)
-            if observation != prompt:
-                raise RuntimeError(f"seed {problem_seed} replays {observation!r}, not {prompt!r}")
-            rewards.append(float(env.step(completion)[1]))
-        return rewards
-
-    class StepTimer(TrainerCallback):
-        """Wall time of each optimizer step: from on_step_begin (before the rollout) to on_step_end."""
-
-        def __init__(self):
-            self.started, self.seconds = 0.0, []
-
-        def on_step_begin(self, *_, **__):
-            self.started = time.perf_counter()
-
-        def on_step_end(self, *_, **__):
-            self.seconds.append(time.perf_counter() - self.started)
-
-    batch = args.prompts * args.group_size
-    config = GRPOConfig(
+    return GRPOConfig(
         output_dir=str(out), max_steps=args.steps, seed=SEED,
         # TRL 1.16: per_device_train_batch_size counts completions (rows), not prompts. With one process and
         # gradient_accumulation_steps=1, steps_per_generation defaults to 1 and generation_batch_size to
         # P*G: each optimizer step samples its own P prompts x G completions and makes one update on them.
-        per_device_train_batch_size=batch, gradient_accumulation_steps=1, num_generations=args.group_size,
-        num_iterations=1,  # one pass over each rollout batch (ftkit: train.epochs=1, one minibatch)
+        per_device_train_batch_size=args.prompts * args.group_size, gradient_accumulation_steps=1,
+        num_generations=args.group_size,
+        num_iterations=1,  # one pass over each rollout batch (ftkit: the same key, one minibatch)
         shuffle_dataset=False,  # walk the dataset in order: step s gets exactly ftkit's problems of step s
         max_completion_length=args.max_tokens, temperature=TEMPERATURE, top_p=1.0, top_k=0,  # plain sampling
-        beta=0.0,  # no KL term, no reference model (ftkit: train.kl_coef=0)
-        scale_rewards="group",  # (r - group mean) / (group std + 1e-4), unbiased std: ftkit's scale_rewards=true
-        loss_type="dapo",  # sum of per-token losses / completion tokens in the whole batch: ftkit's "token"
-        epsilon=CLIP_EPS,  # PPO clip range; epsilon_high defaults to it (symmetric, as ftkit's clip_eps)
+        beta=0.0,  # no KL term, no reference model (ftkit: the same key)
+        scale_rewards="group",  # (r - group mean) / (group std + 1e-4), unbiased std: ftkit's too
+        loss_type="dapo",  # sum of per-token losses / completion tokens in the whole batch: ftkit's too
+        epsilon=CLIP_EPS,  # PPO clip range; epsilon_high defaults to it (symmetric, as ftkit's epsilon)
         mask_truncated_completions=False,  # ftkit trains on completions cut by the length limit too
         disable_dropout=True,  # ftkit sets every dropout to 0 (the model's config already has 0)
         learning_rate=args.lr, weight_decay=0.0,
@@ -189,13 +157,46 @@ def run_trl(args, rows: list[dict[str, Any]], out: Path) -> dict[str, Any]:
         use_cpu=True, bf16=False,  # TRL defaults to bf16; ftkit trains in float32 on the CPU
         report_to="none", save_strategy="no", logging_steps=1, disable_tqdm=True,
     )
-    timer = StepTimer()
-    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(args.model), reward_funcs=gym_score,
-                          args=config, train_dataset=Dataset.from_list(rows),
-                          processing_class=AutoTokenizer.from_pretrained(args.model), callbacks=[timer])
-    trainer.remove_callback(PrinterCallback)  # it would print every step's log dict
 
-    # TRL's rollout, timed the way ftkit's is: `_generate` (tokenise, sample, decode) + `_calculate_rewards`.
+
+def gym_reward(gym_kwargs: dict[str, Any]):
+    """TRL's reward function: the gym's own reward, replaying each problem from its seed."""
+    import gyms
+
+    env = gyms.make(GYM, **gym_kwargs)
+
+    def gym_score(prompts, completions, seed, **_):
+        rewards = []
+        for prompt, completion, problem_seed in zip(prompts, completions, seed):
+            observation, _ = env.reset(seed=problem_seed)
+            if observation != prompt:
+                raise RuntimeError(f"seed {problem_seed} replays {observation!r}, not {prompt!r}")
+            rewards.append(float(env.step(completion)[1]))
+        return rewards
+
+    return gym_score
+
+
+def step_timer():
+    """A TrainerCallback timing each optimizer step: from on_step_begin (before the rollout) to on_step_end."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.started, self.seconds = 0.0, []
+
+        def on_step_begin(self, *_, **__):
+            self.started = time.perf_counter()
+
+        def on_step_end(self, *_, **__):
+            self.seconds.append(time.perf_counter() - self.started)
+
+    return StepTimer()
+
+
+def time_rollouts(trainer) -> tuple[list[float], list[int]]:
+    """Time TRL's rollout the way ftkit's is timed: `_generate` (tokenise, sample, decode) plus
+    `_calculate_rewards`. Returns the lists (seconds, completion tokens) that fill as it trains."""
     rollout_s: list[float] = []
     rollout_tokens: list[int] = []
     generate, score = trainer._generate, trainer._calculate_rewards
@@ -214,6 +215,22 @@ def run_trl(args, rows: list[dict[str, Any]], out: Path) -> dict[str, Any]:
         return result
 
     trainer._generate, trainer._calculate_rewards = timed_generate, timed_score
+    return rollout_s, rollout_tokens
+
+
+def run_trl(args, rows: list[dict[str, Any]], out: Path) -> dict[str, Any]:
+    """What a TRL user writes: a dataset, a reward function, GRPOConfig for the CPU, GRPOTrainer, train()."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
+    from trl import GRPOTrainer
+
+    timer = step_timer()
+    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(args.model),
+                          reward_funcs=gym_reward(args.gym_kwargs), args=trl_config(args, out),
+                          train_dataset=Dataset.from_list(rows),
+                          processing_class=AutoTokenizer.from_pretrained(args.model), callbacks=[timer])
+    trainer.remove_callback(PrinterCallback)  # it would print every step's log dict
+    rollout_s, rollout_tokens = time_rollouts(trainer)
     trainer.train()
     model_dir = out / "model"
     trainer.save_model(str(model_dir))
@@ -257,20 +274,16 @@ def weight_change(start, end) -> float:
     return math.sqrt(sum(float(torch.sum((a[k].float() - b[k].float()) ** 2)) for k in a if k in b))
 
 
-def main() -> None:
-    from ftkit.cli import quiet_libraries
-
-    quiet_libraries()  # the libraries' advisory chatter would bury the figures
-    defaults = task_defaults()
-    gym_kwargs, source = defaults.gym_kwargs, defaults.source
+def parse_args(defaults: TaskDefaults) -> argparse.Namespace:
+    source = defaults.source
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=defaults.model,
                         help=f"model folder both sides start from (default from {source})")
     parser.add_argument("--gym-kwargs", type=str, default=None,
-                        help=f"arithmetic gym arguments as YAML/JSON (default from {source}: {gym_kwargs})")
+                        help=f"arithmetic gym arguments as YAML/JSON (default from {source}: {defaults.gym_kwargs})")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--prompts", type=int, default=16, help="prompts per step (P)")
-    parser.add_argument("--group-size", type=int, default=16, help="completions per prompt (G)")
+    parser.add_argument("--group-size", type=int, default=16, help="completions per prompt (G: num_generations)")
     parser.add_argument("--max-tokens", type=int, default=6, help="max completion tokens (answer + eos)")
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--warmup", type=int, default=defaults.warmup, help="linear warm-up steps, both sides")
@@ -279,39 +292,36 @@ def main() -> None:
     parser.add_argument("--output-dir", default=None,
                         help="keep both runs here (default: a temporary folder, deleted afterwards)")
     args = parser.parse_args()
-    if args.gym_kwargs is not None:
+    if args.gym_kwargs is None:
+        args.gym_kwargs = defaults.gym_kwargs
+    else:
         import yaml
 
-        gym_kwargs = yaml.safe_load(args.gym_kwargs)
-    args.gym_kwargs = gym_kwargs
+        args.gym_kwargs = yaml.safe_load(args.gym_kwargs)
+    return args
 
-    import torch
 
-    torch.set_num_threads(args.threads)
-    work = Path(args.output_dir) if args.output_dir else Path(tempfile.mkdtemp(prefix="bench_rl_vs_trl_"))
-    try:
-        recipe = ftkit_recipe(args, work / "ftkit")
-        rows = training_problems(recipe)
-        start, start_model = heldout_accuracy(args, args.model)
+def run_both(args, work: Path):
+    """Train each side from the same model on the same problems; the start's and each side's figures."""
+    recipe = ftkit_recipe(args, work / "ftkit")
+    rows = training_problems(recipe)
+    start, start_model = heldout_accuracy(args, args.model)
+    started = time.perf_counter()
+    sides = {"ftkit": run_ftkit(recipe)}
+    print(f"ftkit: {args.steps} steps done ({time.perf_counter() - started:.0f}s with setup and evaluation)",
+          flush=True)
+    started = time.perf_counter()
+    sides["trl"] = run_trl(args, rows, work / "trl")
+    print(f"TRL:   {args.steps} steps done ({time.perf_counter() - started:.0f}s with setup)", flush=True)
+    results = {}
+    for name, result in sides.items():
+        end, end_model = heldout_accuracy(args, result["model_dir"])
+        results[name] = {**timed(result), "accuracy": end.accuracy, "correct": end.correct,
+                         "weight_change": weight_change(start_model, end_model)}
+    return start, sides, results
 
-        started = time.perf_counter()
-        ftkit = run_ftkit(recipe)
-        print(f"ftkit: {args.steps} steps done ({time.perf_counter() - started:.0f}s with setup and evaluation)",
-              flush=True)
-        started = time.perf_counter()
-        trl = run_trl(args, rows, work / "trl")
-        print(f"TRL:   {args.steps} steps done ({time.perf_counter() - started:.0f}s with setup)", flush=True)
 
-        results = {}
-        for name, result in (("ftkit", ftkit), ("trl", trl)):
-            end, end_model = heldout_accuracy(args, result["model_dir"])
-            results[name] = {**timed(result), "accuracy": end.accuracy, "correct": end.correct,
-                             "weight_change": weight_change(start_model, end_model)}
-    finally:
-        if not args.output_dir:
-            shutil.rmtree(work, ignore_errors=True)
-
-    f, t = results["ftkit"], results["trl"]
+def print_settings(args, source: str, start, f: dict[str, Any]) -> None:
     batch = args.prompts * args.group_size
     timed_steps = ("steps 2-" if f["steps_timed"] < args.steps else "steps 1-") + str(args.steps)
     print(f"\nmodel {args.model}, gym {GYM} {json.dumps(args.gym_kwargs)} ({source})")
@@ -319,11 +329,16 @@ def main() -> None:
           f"<= {args.max_tokens} completion tokens, temperature {TEMPERATURE}, "
           f"lr {args.lr:g} constant after {args.warmup} warm-up steps, "
           f"clip {CLIP_EPS}, grad norm {MAX_GRAD_NORM}, no KL, std-scaled group advantages, token-mean loss")
-    print(f"TRL: per_device_train_batch_size={batch}, gradient_accumulation_steps=1, num_generations="
-          f"{args.group_size}, num_iterations=1, loss_type=dapo, scale_rewards=group, beta=0, shuffle_dataset=False")
+    print(f"both sides: per_device_train_batch_size={batch}, num_generations={args.group_size}, num_iterations=1, "
+          "loss_type=dapo, scale_rewards=group, beta=0; TRL: gradient_accumulation_steps=1, shuffle_dataset=False")
     print(f"torch threads {args.threads}, {os.cpu_count()} CPU cores; timings are means over {timed_steps} "
           "(step 1 is warm-up)")
     print(f"held-out accuracy at the start: {start.accuracy:.1%} ({start.correct}/{start.n}, eval seed {EVAL_SEED})\n")
+
+
+def print_comparison(args, sides: dict[str, dict[str, Any]], results: dict[str, dict[str, Any]]) -> None:
+    f, t = results["ftkit"], results["trl"]
+    ftkit, trl = sides["ftkit"], sides["trl"]
     speed = t["step_s"] / f["step_s"]
     diff = f["accuracy"] - t["accuracy"]
     # One standard error of the difference of two accuracies measured on n problems each.
@@ -351,6 +366,26 @@ def main() -> None:
           f"(speed {speed:.2f}x, accuracy {accuracy})")
     print("rollout = tokenising, sampling, decoding and scoring by the gym, on both sides; the rest of a step "
           "is advantages, the forward/backward pass and the AdamW update")
+
+
+def main() -> None:
+    from ftkit.cli import quiet_libraries
+
+    quiet_libraries()  # the libraries' advisory chatter would bury the figures
+    defaults = task_defaults()
+    args = parse_args(defaults)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    work = Path(args.output_dir) if args.output_dir else Path(tempfile.mkdtemp(prefix="bench_rl_vs_trl_"))
+    try:
+        start, sides, results = run_both(args, work)
+    finally:
+        if not args.output_dir:
+            shutil.rmtree(work, ignore_errors=True)
+    print_settings(args, defaults.source, start, results["ftkit"])
+    print_comparison(args, sides, results)
+
 
 if __name__ == "__main__":
     main()
