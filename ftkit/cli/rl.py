@@ -1,7 +1,7 @@
 """`ftkit rl`: reinforcement learning (GRPO, RLOO, PPO) against a gym, from a recipe or a gym's name.
 
     ftkit rl --gym arithmetic
-    ftkit rl recipes/grpo_arithmetic.yaml train.steps=50
+    ftkit rl recipes/grpo_arithmetic.yaml train.max_steps=50
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     rl = subparsers.add_parser("rl", help="reinforcement learning (GRPO, RLOO, PPO) against a gym",
                                description="RL against a gym: ftkit rl --gym arithmetic, or ftkit rl RECIPE [key=value ...]")
     rl.add_argument("recipe", nargs="?", help="YAML RL recipe, e.g. recipes/grpo_arithmetic.yaml")
-    rl.add_argument("overrides", nargs="*", help="dotted overrides: train.steps=50 rollout.group_size=16")
+    rl.add_argument("overrides", nargs="*", help="dotted overrides: train.max_steps=50 rollout.num_generations=16")
     rl.add_argument("--gym", help="gym id or short name; uses recipes/<algo>_<gym>.yaml when it exists")
     rl.add_argument("--algo", choices=("grpo", "rloo", "ppo"), help="advantage estimator (default grpo)")
     rl.add_argument("--model", help="model folder to start from (default: the recipe's model.name; "
