@@ -40,11 +40,12 @@ CANDIDATES = {
 
 
 def greedy_accuracy(model: str, tasks: dict[str, dict], n: int) -> dict[str, float]:
-    from ftkit.evaluate import evaluate_on_gym, load_for_eval
+    from ftkit.evaluate import EvalOptions, evaluate_on_gym, load_for_eval
+    from gyms.spec import GymSpec
 
     policy, tokenizer = load_for_eval(model)
-    return {name: evaluate_on_gym(policy, tokenizer, "arithmetic", kwargs, n=n, seed=1, max_new_tokens=6,
-                                  samples=0).accuracy
+    options = EvalOptions(n=n, seed=1, max_new_tokens=6, samples=0)
+    return {name: evaluate_on_gym(policy, tokenizer, GymSpec("arithmetic", kwargs), options).accuracy
             for name, kwargs in tasks.items()}
 
 

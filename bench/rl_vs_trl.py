@@ -258,11 +258,12 @@ def timed(result: dict[str, Any]) -> dict[str, float]:
 
 
 def heldout_accuracy(args, model_dir: str):
-    from ftkit.evaluate import evaluate_on_gym, load_for_eval
+    from ftkit.evaluate import EvalOptions, evaluate_on_gym, load_for_eval
+    from gyms.spec import GymSpec
 
     model, tokenizer = load_for_eval(model_dir)
-    result = evaluate_on_gym(model, tokenizer, GYM, args.gym_kwargs, n=args.eval_n, seed=EVAL_SEED,
-                             batch_size=256, max_new_tokens=args.max_tokens, samples=0)
+    options = EvalOptions(n=args.eval_n, seed=EVAL_SEED, batch_size=256, max_new_tokens=args.max_tokens, samples=0)
+    result = evaluate_on_gym(model, tokenizer, GymSpec(GYM, args.gym_kwargs), options)
     return result, model
 
 

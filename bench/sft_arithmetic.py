@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_one(size: int, fmt: str, steps: int, work: Path, threads: int) -> dict:
     out = work / f"{fmt}-{size}"
     cmd = [sys.executable, "-m", "ftkit", "sft", str(ROOT / "recipes" / "gpt2_math.yaml"),
-           f"output_dir={out}", f"data.train_size={size}", f"data.gym_kwargs.answer_format={fmt}",
+           f"output_dir={out}", f"data.train_size={size}", f"gym.kwargs.answer_format={fmt}",
            "eval.n=1000", "eval.every_steps=null", f"model.fallback.train.max_steps={steps}"]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
     started = time.perf_counter()

@@ -79,7 +79,8 @@ def one(method: str, model_dir: str, work: str) -> dict:
     recipe = validate_recipe({
         "name": f"mem-{method}", "output_dir": f"{work}/{method}", "method": method,
         "model": {"name": model_dir},
-        "data": {"gym": "arithmetic", "gym_kwargs": {"digits": 3}, "train_size": 64},
+        "gym": {"id": "arithmetic", "kwargs": {"digits": 3}},
+        "data": {"train_size": 64},
         "train": {"max_steps": STEPS, "per_device_train_batch_size": 8, "max_length": 64,
                   "logging_steps": 1, "save_strategy": "no"},
         "lora": {"r": 16, "alpha": 32},

@@ -34,9 +34,10 @@ def plain_trl(model_dir: str, out: str, steps: int) -> tuple[float, float]:
     from trl import SFTConfig, SFTTrainer
 
     from data_tools.gym_data import gym_examples
+    from gyms.spec import GymSpec
 
     rows = [{"prompt": r["prompt"], "completion": r["completion"]}
-            for r in gym_examples("arithmetic", N_EXAMPLES, 0, env_kwargs=GYM_KWARGS)]
+            for r in gym_examples(GymSpec("arithmetic", GYM_KWARGS), N_EXAMPLES, 0)]
     args = SFTConfig(output_dir=out, max_steps=steps, per_device_train_batch_size=BATCH, learning_rate=LR,
                      max_length=MAX_LENGTH, use_cpu=True, bf16=False, gradient_checkpointing=False,
                      report_to="none", save_strategy="no", logging_steps=50, disable_tqdm=True, seed=0)
@@ -55,7 +56,8 @@ def ftkit_sft(model_dir: str, out: str, steps: int) -> tuple[float, float]:
 
     recipe = validate_recipe({
         "name": "throughput", "output_dir": out, "method": "full", "model": {"name": model_dir},
-        "data": {"gym": "arithmetic", "gym_kwargs": GYM_KWARGS, "train_size": N_EXAMPLES, "train_seed": 0},
+        "gym": {"id": "arithmetic", "kwargs": GYM_KWARGS, "train_seed": 0},
+        "data": {"train_size": N_EXAMPLES},
         "train": {"max_steps": steps, "per_device_train_batch_size": BATCH, "learning_rate": LR,
                   "max_length": MAX_LENGTH, "logging_steps": 50, "save_strategy": "no"},
         "eval": {"n": 0},

@@ -32,41 +32,38 @@ from typing import Any
 
 from data_tools.errors import DataError
 from data_tools.gym_data import gym_examples, item_seed
-from gyms.registry import is_multi_turn
+from gyms.spec import GymSpec
 
 
-def gym_version(gym: str) -> str:
+def gym_version(gym: GymSpec | str) -> str:
     """The gym's registered id, whose -vN suffix is its version: "ftkit/Arithmetic-v0"."""
-    import gyms
-
-    return gyms.resolve_id(gym)
+    return GymSpec.of(gym).full_id
 
 
 # -- demos ------------------------------------------------------------------------------------------
 
 
-def demos(gym: str, n: int, seed: int = 0, env_kwargs: dict[str, Any] | None = None,
-          max_turns: int | None = None) -> list[dict[str, Any]]:
-    """n oracle demonstrations: prompt/completion rows, or chat `messages` rows for a multi-turn gym."""
-    env_kwargs = env_kwargs or {}
-    if not is_multi_turn(gym, env_kwargs):
+def demos(gym: GymSpec | str, n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """n oracle demonstrations: prompt/completion rows, or chat `messages` rows for a multi-turn gym
+    (its episodes cut at `gym.max_turns`)."""
+    spec = GymSpec.of(gym)
+    if not spec.is_multi_turn:
         return [{**r, "difficulty": json.dumps(r["difficulty"], sort_keys=True)}
-                for r in gym_examples(gym, n, seed, env_kwargs=env_kwargs)]
-    return _multi_turn_demos(gym, n, seed, env_kwargs, max_turns)
+                for r in gym_examples(spec, n, seed)]
+    return _multi_turn_demos(spec, n, seed)
 
 
-def _multi_turn_demos(gym: str, n: int, seed: int, env_kwargs: dict[str, Any],
-                      max_turns: int | None) -> list[dict[str, Any]]:
-    import gyms
+def _multi_turn_demos(spec: GymSpec, n: int, seed: int) -> list[dict[str, Any]]:
     from gyms.runner import oracle_policy, run_episodes
 
-    env = gyms.make(gym, **env_kwargs)
+    env = spec.make()
     has_oracle = env.unwrapped.has_oracle
     env.close()
     if not has_oracle:
-        raise DataError(f'gym "{gym}" has no oracle, so it cannot generate demonstrations')
+        raise DataError(f'gym "{spec.id}" has no oracle, so it cannot generate demonstrations')
     seeds = [item_seed(seed, i) for i in range(n)]
-    trajectories = run_episodes(gym, oracle_policy(), seeds, env_kwargs=env_kwargs, chat=True, max_turns=max_turns)
+    # The oracle ignores what it is shown, so chat or text makes the same episodes.
+    trajectories = run_episodes(spec, oracle_policy(), seeds)
     return [{"messages": t.messages(), "reward": t.total_reward, "solved": t.solved, "num_turns": t.num_turns,
              "source": t.gym, "index": i, "seed": seed, "difficulty": _difficulty(t.reset_info)}
             for i, t in enumerate(trajectories)]

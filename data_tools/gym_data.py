@@ -1,4 +1,4 @@
-"""Demonstrations from a gym's oracle: `records = gym_examples("arithmetic", n=1000, seed=0)`.
+"""Demonstrations from a gym's oracle: `records = gym_examples(GymSpec("arithmetic", {"digits": 2}), n=1000, seed=0)`.
 
 Each record is one problem and its correct answer, ready for supervised fine-tuning
 (`datasets.Dataset.from_list(records)`); it also carries where it came from, so that any item can be
@@ -14,6 +14,7 @@ import numpy as np
 
 import gyms
 from data_tools.errors import DataError
+from gyms.spec import GymSpec
 
 
 def item_seed(seed: int, index: int) -> int:
@@ -26,16 +27,17 @@ def item_seed(seed: int, index: int) -> int:
 
 
 def gym_examples(
-    gym: str,
+    gym: GymSpec | str,
     n: int,
     seed: int,
-    env_kwargs: dict[str, Any] | None = None,
     exclude_prompts: Container[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """`n` oracle demonstrations from a gym: `gym_examples("arithmetic", 3, seed=0, env_kwargs={"digits": 2})`.
+    """`n` oracle demonstrations from a gym: `gym_examples(GymSpec("arithmetic", {"digits": 2}), 3, seed=0)`.
 
-    Item `i` is the first observation after `env.reset(seed=item_seed(seed, i))` with the oracle's action
-    as its completion, so a record depends only on (gym, env_kwargs, seed, index). Returns records
+    `gym` is a `GymSpec` (its id and constructor arguments are what count here) or a gym id for one
+    with default settings. Item `i` is the first observation after `env.reset(seed=item_seed(seed, i))`
+    with the oracle's action as its completion, so a record depends only on (gym, its arguments, seed,
+    index). Returns records
 
         {"prompt": "12+34=", "completion": "46", "answer": "46", "source": "ftkit/Arithmetic-v0",
          "index": 0, "seed": 0, "difficulty": {"op": "+", "digits": 2}}
@@ -52,11 +54,12 @@ def gym_examples(
         raise DataError(f"n must be a positive number of examples, got {n!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise DataError(f"seed must be a non-negative int, got {seed!r}")
-    gym_id = gyms.resolve_id(gym)
-    env = gyms.make(gym_id, **(env_kwargs or {}))
+    spec = GymSpec.of(gym)
+    gym_id = spec.full_id
+    env = gyms.make(gym_id, **spec.kwargs)
     try:
         if not env.unwrapped.has_oracle:
-            raise DataError(f'gym "{gym}" has no oracle, so it cannot generate demonstrations')
+            raise DataError(f'gym "{spec.id}" has no oracle, so it cannot generate demonstrations')
         return _collect(env, gym_id, n, seed, exclude_prompts or ())
     finally:
         env.close()

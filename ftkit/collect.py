@@ -2,7 +2,7 @@
 
     ftkit collect rollouts --gym arithmetic --model runs/gpt2_math/model --n 500 --k 8 --out data/arith_rollouts
 
-    rows = ftkit.collect.rollouts("arithmetic", "runs/gpt2_math/model", RolloutOptions(n=500, k=8))
+    rows = ftkit.collect.rollouts(GymSpec("arithmetic"), "runs/gpt2_math/model", RolloutOptions(n=500, k=8))
 
 This is the part of collecting that drives a model, so it lives in ftkit; the rows it returns, their
 progress file and every other dataset step (demos, filter, pairs, import) are `data_tools.collect`'s.
@@ -11,12 +11,13 @@ progress file and every other dataset step (demos, filter, pairs, import) are `d
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from data_tools.collect import append_progress, read_progress, rollout_row
 from data_tools.gym_data import item_seed
+from gyms.spec import GymSpec
 
 # Rollouts are played and saved this many problems at a time: a killed run loses at most one chunk.
 ROLLOUT_CHUNK = 64
@@ -29,20 +30,19 @@ class RolloutOptions:
     n: int  # problems: problem i is the gym reset with item_seed(seed, i)
     k: int  # episodes per problem
     seed: int = 0
-    env_kwargs: dict[str, Any] = field(default_factory=dict)  # the gym's arguments
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 16
     batch_size: int = 256  # prompts per generate() call
-    chat: bool = False  # show the gym's text as chat messages
-    system_prompt: str | None = None
-    max_turns: int | None = None  # multi-turn gyms: cut episodes after this many turns
     engine: str = "auto"  # auto | hf | vllm
 
 
-def rollouts(gym: str, model: str, options: RolloutOptions, *, progress_file: str | Path | None = None,
+def rollouts(gym: GymSpec | str, model: str, options: RolloutOptions, *, progress_file: str | Path | None = None,
              on_chunk: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
     """The model plays each of n problems k times; one row per episode (`data_tools.collect.rollout_row`).
+
+    `gym` is the task as a `GymSpec`: its arguments, whether the model sees chat messages
+    (`chat`, `system_prompt`), and where multi-turn episodes are cut (`max_turns`).
 
     With `progress_file`, rows are appended there chunk by chunk (ROLLOUT_CHUNK problems); a later call
     with the same file starts after the last complete chunk. Each chunk samples with its own seed,
@@ -54,7 +54,7 @@ def rollouts(gym: str, model: str, options: RolloutOptions, *, progress_file: st
     from ftkit.rl.rollout import collect
     from ftkit.vllm_engine import make_engine, resolve_engine
 
-    o = options
+    o, spec = options, GymSpec.of(gym)
     resolve_engine(o.engine)  # a one-line error before any work when vLLM cannot run here
     done = read_progress(progress_file) if progress_file else []
     start = len({r["index"] for r in done})
@@ -67,10 +67,9 @@ def rollouts(gym: str, model: str, options: RolloutOptions, *, progress_file: st
         indices = list(range(first, min(o.n, first + ROLLOUT_CHUNK)))
         params = SamplingParams(max_new_tokens=o.max_new_tokens, temperature=o.temperature, top_p=o.top_p,
                                 logprobs=False, seed=item_seed(o.seed, 1_000_000 + first))
-        batch = collect(sampler, tokenizer, gym, [item_seed(o.seed, i) for i in indices], params, group_size=o.k,
-                        env_kwargs=o.env_kwargs, chat=o.chat, system_prompt=o.system_prompt,
-                        max_turns=o.max_turns, max_context=context_length(policy))
-        chunk = [rollout_row(e.trajectory, indices[e.group], sample, o.seed, model, o.chat)
+        batch = collect(sampler, tokenizer, spec, [item_seed(o.seed, i) for i in indices], params, group_size=o.k,
+                        max_context=context_length(policy))
+        chunk = [rollout_row(e.trajectory, indices[e.group], sample, o.seed, model, spec.chat)
                  for sample, e in zip([s for _ in indices for s in range(o.k)], batch.episodes)]
         if progress_file:
             append_progress(progress_file, chunk)

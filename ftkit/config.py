@@ -22,6 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from ftkit.errors import ConfigError, did_you_mean
+from gyms.spec import GymSpec
 
 
 class Section(BaseModel):
@@ -64,12 +65,33 @@ class QuantizationSection(Section):
     )
 
 
+class GymSection(Section):
+    """The recipe's task, the same section in every kind of recipe: SFT trains on its oracle's
+    demonstrations (unless `data.path` names a file), RL plays it, and evaluation scores on it."""
+
+    id: str = Field(description="Gym id or short name (arithmetic, guess_number, rg:leg_counting...).")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Arguments of the gym's constructor.")
+    chat: bool = Field(False, description="Wrap observations and actions in the tokenizer's chat template.")
+    system_prompt: str | None = Field(None, description="With chat: the first message of every episode.")
+    max_turns: int | None = Field(None, gt=0, description="Cut multi-turn episodes after this many actions.")
+    train_seed: int = Field(0, ge=0, description="Seed of the training problems (held-out ones are excluded).")
+
+    @model_validator(mode="after")
+    def _system_prompt_needs_chat(self) -> GymSection:
+        if self.system_prompt is not None and not self.chat:
+            raise ValueError("gym.system_prompt needs gym.chat: true (plain text has nowhere to put it)")
+        return self
+
+    def spec(self) -> GymSpec:
+        """The task as the runner, evaluation, collection and rollouts take it (the seed stays here)."""
+        return GymSpec(self.id, dict(self.kwargs), chat=self.chat, system_prompt=self.system_prompt,
+                       max_turns=self.max_turns)
+
+
 class DataConfig(Section):
-    gym: str | None = Field(None, description="Build examples from this gym's oracle (e.g. arithmetic).")
-    gym_kwargs: dict[str, Any] = Field(default_factory=dict, description="Arguments of the gym's constructor.")
-    train_size: int = Field(10_000, gt=0, description="Number of gym examples to train on.")
-    train_seed: int = Field(0, ge=0, description="Seed of the training examples.")
-    path: str | None = Field(None, description="Training file: .jsonl, .json, .csv, .parquet or a datasets folder.")
+    train_size: int = Field(10_000, gt=0, description="Number of the gym's oracle examples to train on.")
+    path: str | None = Field(None, description="Training file: .jsonl, .json, .csv, .parquet or a datasets folder "
+                                               "(instead of the gym's oracle).")
     eval_path: str | None = Field(None, description="Held-out file in the same format, for eval loss and accuracy.")
     format: Literal["auto", "prompt_completion", "messages", "text"] = Field(
         "auto", description="Dataset format; auto looks at the first row's keys."
@@ -79,12 +101,6 @@ class DataConfig(Section):
     messages_field: str = Field("messages", description="Column holding chat messages.")
     text_field: str = Field("text", description="Column holding plain text (language-modelling format).")
     completion_only_loss: bool = Field(True, description="Loss on completions / assistant turns only.")
-
-    @model_validator(mode="after")
-    def _one_source(self) -> DataConfig:
-        if (self.gym is None) == (self.path is None):
-            raise ValueError("set exactly one of data.gym (examples from a gym) or data.path (a dataset file)")
-        return self
 
 
 class StopWhenSection(Section):
@@ -109,8 +125,10 @@ class StopWhenSection(Section):
 
 
 class EvalConfig(Section):
-    gym: str | None = Field(None, description="Gym to score on; defaults to data.gym.")
-    gym_kwargs: dict[str, Any] | None = Field(None, description="Gym arguments; default data.gym_kwargs.")
+    gym: GymSection | None = Field(
+        None, description="Another gym, or other settings, to score on; default the recipe's gym (or, for a "
+                          "folder from `ftkit collect`, the gym it came from)."
+    )
     n: int = Field(500, ge=0, description="Held-out problems scored after training (0 turns evaluation off).")
     seed: int = Field(1, ge=0, description="Seed of the held-out problems (training prompts are excluded).")
     batch_size: int = Field(128, gt=0, description="Prompts per generate() call.")
@@ -126,6 +144,8 @@ class EvalConfig(Section):
     def _stop_needs_evaluations(self) -> EvalConfig:
         if self.stop_when is not None and not self.every_steps:
             raise ValueError("eval.stop_when needs eval.every_steps: it is checked at those evaluations")
+        if self.gym is not None and "train_seed" in self.gym.model_fields_set:
+            raise ValueError("eval.gym.train_seed: held-out problems are drawn from eval.seed")
         return self
 
 
@@ -140,7 +160,10 @@ class Recipe(Section):
     method: Literal["full", "lora", "qlora"] = Field("full", description="What trains: all weights or adapters.")
     seed: int = Field(0, ge=0, description="Seed for weights' init, data order and dropout.")
     model: ModelConfig
-    data: DataConfig
+    gym: GymSection | None = Field(
+        None, description="The task: trained on from its oracle (without data.path) and scored on."
+    )
+    data: DataConfig = Field(default_factory=DataConfig)
     train: dict[str, Any] = Field(
         default_factory=dict, description="Passed to TRL's SFTConfig, DPOConfig or RewardConfig (by kind)."
     )
@@ -148,6 +171,22 @@ class Recipe(Section):
     quantization: QuantizationSection = Field(default_factory=QuantizationSection)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     merge_adapter: bool = Field(False, description="Also save LoRA merged into a plain model folder.")
+
+    @model_validator(mode="after")
+    def _data_source(self) -> Recipe:
+        if self.gym is None and self.data.path is None:
+            raise ValueError("set gym (examples from its oracle) or data.path (a dataset file)")
+        for gym, where in ((self.gym, "gym"), (self.eval.gym, "eval.gym")):
+            playing = [k for k in ("chat", "system_prompt", "max_turns") if gym and getattr(gym, k)]
+            if playing:
+                raise ValueError(f"{where}.{playing[0]}: ftkit {self.kind} trains and scores on the gym's plain text "
+                                 "(chat, system_prompt and max_turns are for ftkit rl)")
+        return self
+
+    @property
+    def from_gym(self) -> bool:
+        """Whether the training examples are the gym's oracle's (no data.path)."""
+        return self.data.path is None
 
     @property
     def run_dir(self) -> Path:
@@ -211,12 +250,37 @@ def validate_section(raw: dict[str, Any], schema: type[BaseModel]):
 
 def validate_recipe(raw: dict[str, Any]) -> Recipe:
     """Validate a recipe given as a plain dict (what the YAML file holds)."""
+    reject_moved_keys(raw, MOVED_GYM_KEYS, "one gym section for every recipe kind")
     recipe = validate_section(raw, Recipe)
     recipe.train = validate_train_args(recipe.train, "train", recipe.kind)
     if recipe.model.fallback is not None:
         fallback = recipe.model.fallback
         fallback.train = validate_train_args(fallback.train, "model.fallback.train", recipe.kind)
     return recipe
+
+
+# Where the gym keys of SFT, DPO and RM recipes went when every kind of recipe got one `gym:` section.
+MOVED_GYM_KEYS = {
+    "data.gym": "gym.id",
+    "data.gym_kwargs": "gym.kwargs",
+    "data.train_seed": "gym.train_seed",
+    "eval.gym": "eval.gym.id",  # a gym id there is the old spelling; a mapping is the new section
+    "eval.gym_kwargs": "eval.gym.kwargs",
+}
+
+
+def reject_moved_keys(raw: dict[str, Any], moved: dict[str, str], why: str,
+                      notes: dict[str, str] | None = None) -> None:
+    """A key of an earlier recipe shape (`moved`: "section.old" -> its new key) is a one-line error that
+    names the new key, rather than an unknown-key error that leaves the user guessing."""
+    for old, new in moved.items():
+        section, key = old.split(".")
+        values = raw.get(section)
+        if not isinstance(values, dict) or key not in values:
+            continue
+        if new.startswith(f"{old}.") and (values[key] is None or isinstance(values[key], dict)):
+            continue  # the key is now a section, and this is one
+        raise ConfigError(f'recipe key "{old}" is now "{new}" ({why})' + (notes or {}).get(old, ""))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

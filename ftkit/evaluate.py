@@ -9,14 +9,14 @@ own, and any problem whose prompt was seen in training is skipped, so the score 
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from collections.abc import Collection
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from data_tools.gym_data import gym_examples, item_seed
-from gyms.registry import is_multi_turn  # a gym question; ftkit.rl.trainer imports it from here
+from gyms.spec import GymSpec
 
 
 @dataclass
@@ -49,19 +49,36 @@ def generate(model, tokenizer, prompts: list, *, max_new_tokens: int, batch_size
     return [c.text for c in engine.generate(prompts, params)]
 
 
-def heldout_problems(gym: str, gym_kwargs: dict[str, Any], n: int, seed: int,
-                     exclude_prompts: set[str] | None = None) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class EvalOptions:
+    """Which held-out problems to score and how to answer them: `EvalOptions(n=200, seed=1)`.
+
+    Problem i is the gym reset with `item_seed(seed, i)`; a problem whose prompt is in
+    `exclude_prompts` (the training set) is skipped for the next one. `samples` generations are kept.
+    """
+
+    n: int
+    seed: int
+    exclude_prompts: frozenset[str] = frozenset()
+    batch_size: int = 128  # prompts per generate() call
+    max_new_tokens: int = 16  # longest answer (per turn in a multi-turn gym)
+    samples: int = 20
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "exclude_prompts", frozenset(self.exclude_prompts or ()))
+
+
+def heldout_problems(gym: GymSpec, n: int, seed: int,
+                     exclude_prompts: Collection[str] | None = None) -> list[dict[str, Any]]:
     """n gym problems from `seed` whose prompts are not in `exclude_prompts` (the training set)."""
-    return gym_examples(gym, n, seed, env_kwargs=gym_kwargs, exclude_prompts=exclude_prompts)
+    return gym_examples(gym, n, seed, exclude_prompts=exclude_prompts)
 
 
-def score_completions(gym: str, gym_kwargs: dict[str, Any], problems: list[dict[str, Any]],
-                      completions: list[str], samples: int = 20) -> EvalResult:
+def score_completions(gym: GymSpec, problems: list[dict[str, Any]], completions: list[str],
+                      samples: int = 20) -> EvalResult:
     """Step a fresh episode of each problem with the model's completion and read the gym's reward."""
-    import gyms
-
-    env = gyms.make(gym, **gym_kwargs)
-    result = EvalResult(gym=gyms.resolve_id(gym), n=len(problems), correct=0)
+    env = gym.make()
+    result = EvalResult(gym=gym.full_id, n=len(problems), correct=0)
     outcomes = []
     for problem, completion in zip(problems, completions):
         obs, _ = env.reset(seed=item_seed(problem["seed"], problem["index"]))
@@ -93,58 +110,56 @@ def difficulty_key(difficulty: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(difficulty.items())) or "all"
 
 
-def evaluate_on_gym(model, tokenizer, gym: str, gym_kwargs: dict[str, Any], *, n: int, seed: int,
-                    exclude_prompts: set[str] | None = None, batch_size: int = 128,
-                    max_new_tokens: int = 16, samples: int = 20, chat: bool = False,
-                    system_prompt: str | None = None, max_turns: int | None = None, engine=None) -> EvalResult:
-    """Greedy answers to n held-out problems, scored by the gym; multi-turn gyms play whole episodes.
+def evaluate_on_gym(model, tokenizer, gym: GymSpec, options: EvalOptions, *, engine=None) -> EvalResult:
+    """Greedy answers to held-out problems, scored by the gym; multi-turn gyms play whole episodes.
 
-    With `chat`, each problem is a user message (after `system_prompt`) rendered by the chat template.
-    `engine` samples (default: the Hugging Face engine on `model`; `ftkit eval --engine vllm` passes vLLM's).
+        evaluate_on_gym(model, tokenizer, GymSpec("arithmetic", {"digits": 2}), EvalOptions(n=200, seed=1))
+
+    With `gym.chat`, each problem is a user message (after `gym.system_prompt`) rendered by the chat
+    template. `engine` samples (default: the Hugging Face engine on `model`; `ftkit eval --engine vllm`
+    passes vLLM's).
     """
-    if is_multi_turn(gym, gym_kwargs):
-        return evaluate_episodes(model, tokenizer, gym, gym_kwargs, n=n, seed=seed, batch_size=batch_size,
-                                 max_new_tokens=max_new_tokens, samples=samples, chat=chat,
-                                 system_prompt=system_prompt, max_turns=max_turns, engine=engine)
-    problems = heldout_problems(gym, gym_kwargs, n, seed, exclude_prompts)
-    prompts = [as_prompt(p["prompt"], chat, system_prompt) for p in problems]
-    completions = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+    if gym.is_multi_turn:
+        return evaluate_episodes(model, tokenizer, gym, options, engine=engine)
+    o = options
+    problems = heldout_problems(gym, o.n, o.seed, o.exclude_prompts)
+    prompts = [as_prompt(p["prompt"], gym) for p in problems]
+    completions = generate(model, tokenizer, prompts, max_new_tokens=o.max_new_tokens, batch_size=o.batch_size,
                            engine=engine)
-    return score_completions(gym, gym_kwargs, problems, completions, samples=samples)
+    return score_completions(gym, problems, completions, samples=o.samples)
 
 
-def as_prompt(observation: str, chat: bool, system_prompt: str | None = None):
+def as_prompt(observation: str, gym: GymSpec):
     """A gym's text as the model sees it: as it is, or as chat messages for the chat template."""
-    if not chat:
+    if not gym.chat:
         return observation
-    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    system = [{"role": "system", "content": gym.system_prompt}] if gym.system_prompt else []
     return [*system, {"role": "user", "content": observation}]
 
 
-def evaluate_episodes(model, tokenizer, gym: str, gym_kwargs: dict[str, Any], *, n: int, seed: int,
-                      batch_size: int = 128, max_new_tokens: int = 16, samples: int = 20, chat: bool = False,
-                      system_prompt: str | None = None, max_turns: int | None = None, engine=None) -> EvalResult:
+def evaluate_episodes(model, tokenizer, gym: GymSpec, options: EvalOptions, *, engine=None) -> EvalResult:
     """Play n held-out episodes greedily (seeds `item_seed(seed, i)`); accuracy is the share solved.
 
     Multi-turn episodes share their first observation ("Guess the number from 1 to 100"), so problems
-    are told apart by seed rather than by prompt. Also reports the mean number of turns per episode.
+    are told apart by seed rather than by prompt (`options.exclude_prompts` does not apply). Also
+    reports the mean number of turns per episode.
     """
-    import gyms
     from ftkit.engine import HFEngine, SamplingParams
     from ftkit.rl.rollout import collect
 
-    engine = engine or HFEngine(model, tokenizer, batch_size=batch_size)
-    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0, logprobs=False)
-    seeds = [item_seed(seed, i) for i in range(n)]
-    batch = collect(engine, tokenizer, gym, seeds, params, group_size=1, env_kwargs=gym_kwargs, chat=chat,
-                    system_prompt=system_prompt, max_turns=max_turns, max_context=context_length(model))
+    o, n = options, options.n
+    engine = engine or HFEngine(model, tokenizer, batch_size=o.batch_size)
+    params = SamplingParams(max_new_tokens=o.max_new_tokens, temperature=0, logprobs=False)
+    seeds = [item_seed(o.seed, i) for i in range(n)]
+    batch = collect(engine, tokenizer, gym, seeds, params, group_size=1, max_context=context_length(model))
     trajectories = [e.trajectory for e in batch.episodes]
-    result = EvalResult(gym=gyms.resolve_id(gym), n=n, correct=sum(t.solved for t in trajectories))
+    result = EvalResult(gym=gym.full_id, n=n, correct=sum(t.solved for t in trajectories))
     result.by_difficulty = by_difficulty((t.info.get("difficulty"), t.solved) for t in trajectories)
     result.mean_turns = sum(t.num_turns for t in trajectories) / max(1, n)
-    result.turns_to_solve = sum(t.num_turns if t.solved else _turn_limit(t, max_turns) for t in trajectories) / max(1, n)
+    result.turns_to_solve = sum(t.num_turns if t.solved else _turn_limit(t, gym.max_turns)
+                                for t in trajectories) / max(1, n)
     result.mean_reward = sum(t.total_reward for t in trajectories) / max(1, n)
-    for t in trajectories[:samples]:
+    for t in trajectories[: o.samples]:
         transcript = " | ".join(f"{turn.action.strip()!r} -> {_feedback(t, i)}" for i, turn in enumerate(t.turns))
         result.samples.append({"prompt": t.turns[0].observation if t.turns else t.final_observation,
                                "completion": transcript, "answer": str(t.info.get("answer", "")),
@@ -210,54 +225,54 @@ def load_for_eval(model: str):
     return load_model(resolved.path, cfg, "full"), load_tokenizer(resolved.path, cfg)
 
 
-def training_data_info(model: str) -> dict[str, Any]:
-    """What the model was trained on, when an ftkit run saved it (ftkit_training_data.json)."""
-    from ftkit.runs import TRAINING_DATA_FILE
-
-    info_file = Path(model) / TRAINING_DATA_FILE
-    return json.loads(info_file.read_text()) if info_file.is_file() else {}
-
-
-def run_eval(model: str, gym: str, gym_kwargs: dict[str, Any] | None = None, *, n: int = 500,
-             seed: int | None = None, engine: str = "auto", batch_size: int = 128, max_new_tokens: int = 16,
-             samples: int = 10) -> EvalResult:
+def run_eval(model: str, gym: GymSpec | str, *, n: int = 500, seed: int | None = None, engine: str = "auto",
+             batch_size: int = 128, max_new_tokens: int = 16, samples: int = 10) -> EvalResult:
     """Print a model's held-out accuracy on a gym, by difficulty, with sample generations; return the result.
 
         ftkit eval --gym arithmetic --model runs/gpt2_math/model
 
-        result = ftkit.evaluate.run_eval("runs/gpt2_math/model", "arithmetic", {"digits": 4}, n=200)
+        result = ftkit.evaluate.run_eval("runs/gpt2_math/model", GymSpec("arithmetic", {"digits": 4}), n=200)
 
     Where an ftkit run trained the model, its task fills in what is not given (the gym's arguments, the
     eval seed, chat and turn limits), and the problems it trained on are left out.
     """
-    import gyms
-    from data_tools.gym_data import gym_examples
-
-    gym_id = gyms.resolve_id(gym)
-    trained = training_data_info(model)
-    same_task = trained.get("gym") and gyms.resolve_id(trained["gym"]) == gym_id
-    # Default to the task the model was trained on, so `ftkit eval --gym arithmetic --model DIR` just works.
-    asked = dict(gym_kwargs or {})
-    defaults = dict(trained.get("gym_kwargs") or {}) if same_task else {}
-    if "ops" in asked:  # weights belong to the operators they were given for: new ops, uniform weights
-        defaults.pop("op_weights", None)
-    gym_kwargs = {**defaults, **asked}
-    seed = seed if seed is not None else trained.get("eval_seed", 1)
-    exclude: set[str] = set()
-    if same_task and trained.get("train_size"):
-        exclude = {r["prompt"] for r in gym_examples(gym_id, trained["train_size"], trained["train_seed"],
-                                                      env_kwargs=trained.get("gym_kwargs") or {})}
+    from ftkit.runs import TrainingData
     from ftkit.vllm_engine import make_engine
 
+    spec, seed, exclude = defaults_from_training(GymSpec.of(gym), TrainingData.read(model), seed)
     policy, tokenizer = load_for_eval(model)
     sampler = make_engine(engine, policy, tokenizer, batch_size=batch_size, model_path=model)
-    # An RL-trained model remembers how it saw the gym: as chat or plain text, and its turn limit.
-    playing = {k: trained[k] for k in ("chat", "system_prompt", "max_turns") if same_task and k in trained}
-    result = evaluate_on_gym(policy, tokenizer, gym_id, gym_kwargs, n=n, seed=seed, exclude_prompts=exclude,
-                             batch_size=batch_size, max_new_tokens=max_new_tokens, samples=samples,
-                             engine=sampler, **playing)
-    print_result(result, gym_kwargs, excluded=len(exclude))
+    options = EvalOptions(n=n, seed=seed, exclude_prompts=exclude, batch_size=batch_size,
+                          max_new_tokens=max_new_tokens, samples=samples)
+    result = evaluate_on_gym(policy, tokenizer, spec, options, engine=sampler)
+    print_result(result, spec.kwargs, excluded=len(exclude))
     return result
+
+
+def defaults_from_training(asked: GymSpec, trained, seed: int | None) -> tuple[GymSpec, int, frozenset[str]]:
+    """The task to score, its eval seed, and the training prompts to leave out, for a model that an ftkit
+    run trained (`trained`, a `ftkit.runs.TrainingData`, or None).
+
+    On the gym it trained on, the training run's settings fill in what `asked` leaves at its defaults:
+    the gym's arguments (those asked win), chat, system prompt and turn limit; its oracle examples are
+    excluded. The seed defaults to the run's eval seed, so `ftkit eval --gym arithmetic --model DIR`
+    scores the problems the run scored.
+    """
+    gym_id = asked.full_id  # an unknown gym is an error before any model is loaded
+    seed = seed if seed is not None else (trained.eval_seed if trained else 1)
+    task = trained.gym if trained else None
+    if task is None or task.full_id != gym_id:
+        return asked, seed, frozenset()
+    defaults = dict(task.kwargs)
+    if "ops" in asked.kwargs:  # weights belong to the operators they were given for: new ops, uniform weights
+        defaults.pop("op_weights", None)
+    spec = replace(asked, kwargs={**defaults, **asked.kwargs}, chat=asked.chat or task.chat,
+                   system_prompt=asked.system_prompt or task.system_prompt,
+                   max_turns=asked.max_turns or task.max_turns)
+    exclude: frozenset[str] = frozenset()
+    if trained.train_size:
+        exclude = frozenset(r["prompt"] for r in gym_examples(task, trained.train_size, trained.train_seed or 0))
+    return spec, seed, exclude
 
 
 def print_result(result: EvalResult, gym_kwargs: dict[str, Any], excluded: int = 0) -> None:

@@ -6,8 +6,9 @@
 Both read folders written by `ftkit collect pairs` (or `label`): rows with `prompt`, `chosen` and
 `rejected`. They run exactly like `ftkit sft` (the same recipe sections, run folder, checkpoints,
 `--resume`, full / LoRA / QLoRA), so each class below only changes what differs: the data, the TRL
-trainer, and how the result is scored. DPO is scored like SFT, by held-out accuracy on a gym; a reward
-model by how often it ranks a held-out pair's chosen answer above its rejected one.
+trainer, and how the result is scored. DPO is scored like SFT, by held-out accuracy on the recipe's gym
+(or `eval.gym`); a reward model by how often it ranks a held-out pair's chosen answer above its rejected
+one.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class PairsRun(SFTRun):
         eval_path = data.eval_path or (data.path if _has_split(data.path, "validation") else None)
         self.eval_rows = load_pairs(eval_path, "train" if data.eval_path else "validation") if eval_path else []
         self.eval_dataset = Dataset.from_list(self.eval_rows) if self.eval_rows else None
-        self.eval_gym, self.eval_gym_kwargs, self.heldout = None, {}, []
+        self.eval_gym, self.heldout = None, []
 
     def _kind_defaults(self) -> dict[str, Any]:
         return {}  # SFT's completion-only loss options do not exist in DPOConfig / RewardConfig
@@ -82,15 +83,15 @@ class DPORun(PairsRun):
 
     def _setup_data(self) -> None:
         super()._setup_data()
-        self.eval_gym, self.eval_gym_kwargs = _eval_task(self.recipe)
+        self.eval_gym = _eval_task(self.recipe)
         if self.eval_gym and self.recipe.eval.n > 0:
-            self.heldout = heldout_problems(self.eval_gym, self.eval_gym_kwargs, self.recipe.eval.n,
-                                            self.recipe.eval.seed, exclude_prompts=self.train_prompts)
+            self.heldout = heldout_problems(self.eval_gym, self.recipe.eval.n, self.recipe.eval.seed,
+                                            exclude_prompts=self.train_prompts)
 
     def _announce(self) -> None:
         super()._announce()
         if not self.heldout:
-            self.console.print("no eval.gym: accuracy is not measured (set eval.gym to score the policy on a gym)")
+            self.console.print("no gym: accuracy is not measured (set gym, or eval.gym, to score the policy on a gym)")
 
 
 class RewardModelRun(PairsRun):

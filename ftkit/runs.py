@@ -8,6 +8,7 @@ old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import sys
 from contextlib import suppress
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -23,9 +25,48 @@ from typing import Any
 # Re-exported: sft and rl save models and checkpoints through ftkit.runs.
 from data_tools.atomic import save_folder_atomic as save_folder_atomic
 from ftkit.errors import FtkitError, TrainingError
+from gyms.spec import GymSpec
 
 # Written into a trained model's folder so that `ftkit eval` can find its task and skip its training problems.
 TRAINING_DATA_FILE = "ftkit_training_data.json"
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What a trained model's folder remembers of its task (TRAINING_DATA_FILE), for `ftkit eval`.
+
+        TrainingData.read("runs/gpt2_math/model").gym   # GymSpec("arithmetic", {...}) or None
+
+    `gym` is the recipe's task (None: trained on a file with no gym); `train_seed` and `train_size` say
+    which of its oracle examples were trained on (None when the data was not the gym's oracle's).
+    """
+
+    gym: GymSpec | None = None
+    train_seed: int | None = None
+    train_size: int | None = None
+    path: str | None = None  # the training file, when there was one
+    eval_seed: int = 1
+    trained_with: str | None = None  # e.g. "ftkit rl (grpo)"
+
+    def save(self, model_dir: Path) -> None:
+        record = {**dataclasses.asdict(self), "gym": self.gym.to_dict() if self.gym else None}
+        write_json_atomic(Path(model_dir) / TRAINING_DATA_FILE, record)
+
+    @classmethod
+    def read(cls, model_dir: str | Path) -> TrainingData | None:
+        """The folder's record, or None without one; files of earlier versions (a gym id in "gym", its
+        arguments in "gym_kwargs", chat / system_prompt / max_turns beside them) are read too."""
+        path = Path(model_dir) / TRAINING_DATA_FILE
+        if not path.is_file():
+            return None
+        raw = json.loads(path.read_text())
+        gym = raw.get("gym")
+        if isinstance(gym, str):  # written before the gym section: flat keys
+            gym = {"id": gym, "kwargs": raw.get("gym_kwargs") or {},
+                   **{k: raw[k] for k in ("chat", "system_prompt", "max_turns") if raw.get(k) is not None}}
+        known = {f.name for f in dataclasses.fields(cls)} - {"gym"}
+        return cls(gym=GymSpec.from_dict(gym) if gym else None,
+                   **{k: v for k, v in raw.items() if k in known and v is not None})
 
 PACKAGES = ("ftkit", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes",
             "gymnasium", "deepspeed", "vllm")

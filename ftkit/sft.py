@@ -38,8 +38,8 @@ from ftkit.models import (
 )
 from ftkit.plots import plot_run
 from ftkit.runs import (
-    TRAINING_DATA_FILE,
     MetricsLog,
+    TrainingData,
     checkpoint_step,
     last_complete_checkpoint,
     save_folder_atomic,
@@ -47,6 +47,7 @@ from ftkit.runs import (
     write_json_atomic,
     write_text_atomic,
 )
+from gyms.spec import GymSpec
 
 
 def main(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
@@ -121,7 +122,7 @@ class SFTRun:
 
     def _setup_data(self) -> None:
         data = self.recipe.data
-        if data.gym is not None:
+        if self.recipe.from_gym:
             records = _gym_training_records(self.recipe)
             self.train_dataset = _dataset([{"prompt": r["prompt"], "completion": r["completion"]} for r in records])
             self.train_prompts = {r["prompt"] for r in records}
@@ -129,11 +130,11 @@ class SFTRun:
             self.train_dataset = _file_dataset(data.path, data)
             self.train_prompts = set(self.train_dataset["prompt"]) if "prompt" in self.train_dataset.column_names else set()
         self.eval_dataset = _file_dataset(data.eval_path, data) if data.eval_path else None
-        self.eval_gym, self.eval_gym_kwargs = _eval_task(self.recipe)
+        self.eval_gym = _eval_task(self.recipe)
         self.heldout = []
         if self.eval_gym and self.recipe.eval.n > 0:
-            self.heldout = heldout_problems(self.eval_gym, self.eval_gym_kwargs, self.recipe.eval.n,
-                                            self.recipe.eval.seed, exclude_prompts=self.train_prompts)
+            self.heldout = heldout_problems(self.eval_gym, self.recipe.eval.n, self.recipe.eval.seed,
+                                            exclude_prompts=self.train_prompts)
         self._check_stop_rule()
 
     def _check_stop_rule(self) -> None:
@@ -184,7 +185,7 @@ class SFTRun:
         c.print(f"model: {resolved.used} ({self.params['total'] / 1e6:.2f}M parameters, "
                 f"{self.params['trainable'] / 1e6:.2f}M trainable, method {self.recipe.method})")
         c.print(f"data: {len(self.train_dataset):,} training examples"
-                + (f", {len(self.heldout):,} held-out problems from {self.eval_gym}" if self.heldout else ""))
+                + (f", {len(self.heldout):,} held-out problems from {self.eval_gym.id}" if self.heldout else ""))
 
     def _sft_config(self):
         """TRL's config (SFTConfig here; DPOConfig, RewardConfig in `ftkit.preference`): ftkit's defaults,
@@ -290,13 +291,16 @@ class SFTRun:
 
             merge_adapter(self.model_dir, self.run_dir / "merged")
             self.console.print(f"merged LoRA into a plain model folder: {self.run_dir / 'merged'}")
-        write_json_atomic(self.model_dir / TRAINING_DATA_FILE, self._training_data_info())
+        self._training_data_info().save(self.model_dir)
         # (only the main process gets here)
 
-    def _training_data_info(self) -> dict[str, Any]:
-        data = self.recipe.data
-        return {"gym": data.gym, "gym_kwargs": data.gym_kwargs, "train_seed": data.train_seed,
-                "train_size": data.train_size, "path": data.path, "eval_seed": self.recipe.eval.seed}
+    def _training_data_info(self) -> TrainingData:
+        """The task and the oracle examples trained on, for `ftkit eval` (model/ftkit_training_data.json)."""
+        r = self.recipe
+        return TrainingData(gym=r.gym.spec() if r.gym else None,
+                            train_seed=r.gym.train_seed if r.from_gym else None,
+                            train_size=r.data.train_size if r.from_gym else None,
+                            path=r.data.path, eval_seed=r.eval.seed, trained_with=f"ftkit {r.kind}")
 
     # -- evaluate ----------------------------------------------------------------------------------
 
@@ -306,7 +310,7 @@ class SFTRun:
         ev = self.recipe.eval
         completions = generate(self.trainer.model, self.tokenizer, [p["prompt"] for p in self.heldout],
                                max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
-        result = score_completions(self.eval_gym, self.eval_gym_kwargs, self.heldout, completions, ev.samples)
+        result = score_completions(self.eval_gym, self.heldout, completions, ev.samples)
         write_json_atomic(self.run_dir / "eval.json", result.to_dict())
         write_text_atomic(self.run_dir / "samples.md", samples_markdown(result))
         self.metrics.append({"step": self.trainer.state.global_step, "heldout_accuracy": result.accuracy})
@@ -319,12 +323,11 @@ class SFTRun:
         problems = self.heldout[: ev.during_training_n]
         completions = generate(model, self.tokenizer, [p["prompt"] for p in problems],
                                max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
-        result = score_completions(self.eval_gym, self.eval_gym_kwargs, problems, completions, samples=0)
+        result = score_completions(self.eval_gym, problems, completions, samples=0)
         if ev.stop_when is None:
             return result.accuracy, result.accuracy
         pairs = [(p, c) for p, c in zip(problems, completions) if _has_difficulty(p, ev.stop_when.difficulty)]
-        watched = score_completions(self.eval_gym, self.eval_gym_kwargs, [p for p, _ in pairs],
-                                    [c for _, c in pairs], samples=0)
+        watched = score_completions(self.eval_gym, [p for p, _ in pairs], [c for _, c in pairs], samples=0)
         return result.accuracy, watched.accuracy
 
     # -- report ------------------------------------------------------------------------------------
@@ -381,26 +384,28 @@ class SFTRun:
 def _gym_training_records(recipe: Recipe) -> list[dict[str, Any]]:
     from data_tools.gym_data import gym_examples
 
-    data = recipe.data
-    if data.train_seed == recipe.eval.seed and (recipe.eval.gym in (None, data.gym)):
-        raise ConfigError(f"data.train_seed and eval.seed are both {data.train_seed}: give the held-out "
+    gym = recipe.gym
+    if gym.train_seed == recipe.eval.seed and (recipe.eval.gym is None or recipe.eval.gym.id == gym.id):
+        raise ConfigError(f"gym.train_seed and eval.seed are both {gym.train_seed}: give the held-out "
                           "problems a seed of their own")
-    return gym_examples(data.gym, data.train_size, data.train_seed, env_kwargs=data.gym_kwargs)
+    return gym_examples(gym.spec(), recipe.data.train_size, gym.train_seed)
 
 
-def _eval_task(recipe: Recipe) -> tuple[str | None, dict[str, Any]]:
-    """The gym to score on: eval.gym, else the data's gym, else the gym a collected folder came from."""
-    ev, data = recipe.eval, recipe.data
-    source_gym, source_kwargs = data.gym, data.gym_kwargs
-    if source_gym is None and data.path:
+def _eval_task(recipe: Recipe) -> GymSpec | None:
+    """The gym to score on: eval.gym, else the recipe's gym, else the gym a collected folder came from."""
+    if recipe.eval.gym is not None:
+        return recipe.eval.gym.spec()
+    if recipe.gym is not None:
+        return recipe.gym.spec()
+    path = recipe.data.path
+    if path:
         from data_tools.store import is_collected, read_manifest
 
-        if is_collected(data.path):  # `ftkit collect` recorded which gym (and settings) the rows came from
-            manifest = read_manifest(data.path)
-            source_gym, source_kwargs = manifest.get("gym"), manifest.get("gym_kwargs") or {}
-    gym = ev.gym or source_gym
-    kwargs = ev.gym_kwargs if ev.gym_kwargs is not None else (source_kwargs if gym == source_gym else {})
-    return gym, kwargs
+        if is_collected(path):  # `ftkit collect` recorded which gym (and settings) the rows came from
+            manifest = read_manifest(path)
+            if manifest.get("gym"):
+                return GymSpec(manifest["gym"], manifest.get("gym_kwargs") or {})
+    return None
 
 
 def _has_difficulty(problem: dict[str, Any], wanted: dict[str, Any]) -> bool:

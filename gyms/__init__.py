@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from gyms.base import TextEnv
 from gyms.registry import GymInfo, list_gyms, make, oracle, register_gym, resolve_id
+from gyms.spec import GymSpec
 
-__all__ = ["GymInfo", "TextEnv", "list_gyms", "make", "oracle", "register_gym", "resolve_id"]
+__all__ = ["GymInfo", "GymSpec", "TextEnv", "list_gyms", "make", "oracle", "register_gym", "resolve_id"]
 
 register_gym(
     "ftkit/Arithmetic-v0",

@@ -32,6 +32,7 @@ from gymnasium.utils.env_checker import check_env
 
 import gyms
 from gyms.runner import EnvPolicy, Trajectory, oracle_policy, random_policy, run_episodes
+from gyms.spec import GymSpec
 
 PASS, FAIL, WARN, SKIP, INFO = "pass", "fail", "warn", "skip", "info"
 MAX_REWARD = 1.0  # the contract: an episode's rewards add up to at most 1.0, the oracle's to exactly 1.0
@@ -157,6 +158,11 @@ def _info_problems(info: dict[str, Any], where: str) -> list[str]:
     return problems
 
 
+def _spec(gym_id: str, env_kwargs: dict[str, Any]) -> GymSpec:
+    """The gym as the checks play it: its arguments, episodes cut at MAX_TURNS."""
+    return GymSpec(gym_id, env_kwargs, max_turns=MAX_TURNS)
+
+
 # -- 3. replay ----------------------------------------------------------------------------------------
 
 
@@ -166,9 +172,7 @@ def check_replay(gym_id: str, env_kwargs: dict[str, Any], has_oracle: bool) -> C
     def run() -> CheckResult:
         def play() -> list[dict]:
             policy = oracle_policy() if has_oracle else random_policy(_answer_pool(gym_id, env_kwargs, 20))
-            episodes = run_episodes(
-                gym_id, policy, list(REPLAY_SEEDS), env_kwargs=env_kwargs, max_turns=MAX_TURNS
-            )
+            episodes = run_episodes(_spec(gym_id, env_kwargs), policy, list(REPLAY_SEEDS))
             return [t.to_dict() for t in episodes]
 
         first, second = play(), play()
@@ -195,9 +199,7 @@ def check_oracle(gym_id: str, env_kwargs: dict[str, Any]) -> CheckResult:
     """The oracle must solve every episode and score the maximum, 1.0, over `ORACLE_SEEDS`."""
 
     def run() -> CheckResult:
-        episodes = run_episodes(
-            gym_id, oracle_policy(), list(ORACLE_SEEDS), env_kwargs=env_kwargs, max_turns=MAX_TURNS
-        )
+        episodes = run_episodes(_spec(gym_id, env_kwargs), oracle_policy(), list(ORACLE_SEEDS))
         short = [t for t in episodes if not t.solved or abs(t.total_reward - MAX_REWARD) > 1e-9]
         data = {"episodes": len(episodes), "mean_reward": _mean([t.total_reward for t in episodes])}
         if short:
@@ -229,7 +231,7 @@ def random_reward_distribution(gym_id: str, env_kwargs: dict[str, Any], episodes
     def run() -> CheckResult:
         seeds = [RANDOM_SEED_OFFSET + i for i in range(episodes)]
         policy = random_policy(_answer_pool(gym_id, env_kwargs, 50))
-        played = run_episodes(gym_id, policy, seeds, env_kwargs=env_kwargs, max_turns=MAX_TURNS)
+        played = run_episodes(_spec(gym_id, env_kwargs), policy, seeds)
         return describe_rewards("random policy", played)
 
     return _guarded("random policy", run)

@@ -1,10 +1,11 @@
 """Play a policy against many copies of a gym at once: `python -c "from gyms.runner import demo; demo()"`.
 
     >>> from gyms.runner import run_episodes, oracle_policy
+    >>> from gyms.spec import GymSpec
     >>> trajectories = run_episodes("arithmetic", lambda observations: ["42"] * len(observations), seeds=[0, 1])
     >>> [t.num_turns for t in trajectories], [t.solved for t in trajectories]
     ([1, 1], [False, False])
-    >>> [t.solved for t in run_episodes("arithmetic", oracle_policy(), seeds=[0, 1])]
+    >>> [t.solved for t in run_episodes(GymSpec("arithmetic", {"digits": 2}), oracle_policy(), seeds=[0, 1])]
     [True, True]
 
 A *policy* is any function from a batch of observations to a batch of actions (one `str` each). The
@@ -15,8 +16,9 @@ typing. They all share this one loop, so they cannot disagree about what an epis
 All unfinished episodes move in lockstep: each turn makes one policy call over every episode still
 running, which is what lets a model policy batch its generation. Single-turn gyms take one call.
 
-Observations are the gym's text (`chat=False`, the default) or, with `chat=True`, the conversation so
-far as chat messages, ready for a tokenizer's chat template:
+Which gym, with which arguments, and how the policy sees it come in one `GymSpec` (a plain gym id is
+one with default settings). Observations are the gym's text (`chat=False`, the default) or, with
+`GymSpec(..., chat=True)`, the conversation so far as chat messages, ready for a tokenizer's chat template:
 
     [{"role": "system", "content": system_prompt},       # only with system_prompt=...
      {"role": "user", "content": obs0}, {"role": "assistant", "content": action0},
@@ -34,6 +36,7 @@ from typing import Any
 import gymnasium
 
 from gyms.errors import GymError
+from gyms.spec import GymSpec
 
 Message = dict[str, str]  # {"role": "user" | "assistant" | "system", "content": "..."}
 Observation = str | list[Message]
@@ -179,54 +182,44 @@ def random_policy(
 
 
 def run_episodes(
-    gym: str,
+    gym: GymSpec | str,
     policy: Policy | EnvPolicy,
     seeds: Sequence[int],
     *,
-    env_kwargs: dict[str, Any] | None = None,
     options: dict[str, Any] | Sequence[dict[str, Any] | None] | None = None,
-    chat: bool = False,
-    system_prompt: str | None = None,
-    max_turns: int | None = None,
     reuse_envs: bool = False,
 ) -> list[Trajectory]:
     """Play one episode per seed, all in lockstep; return their trajectories in the order of `seeds`.
 
-        run_episodes("arithmetic", my_policy, seeds=range(100), env_kwargs={"digits": 2}, chat=True)
+        run_episodes(GymSpec("arithmetic", {"digits": 2}, chat=True), my_policy, seeds=range(100))
 
-    - `env_kwargs`: the gym's constructor arguments (the same for every episode).
+    - `gym`: a `GymSpec` (the gym, its constructor arguments, and how the policy sees it: `chat`,
+      `system_prompt`, `max_turns`), or a gym id for one with default settings.
     - `options`: `reset(options=...)` for every episode, or a list with one per seed.
-    - `chat`: give the policy chat messages (the conversation so far) instead of the latest text.
-    - `system_prompt`: with `chat=True`, the first message of every conversation.
-    - `max_turns`: stop an episode after this many actions, marking it truncated.
     - `reuse_envs`: keep the envs for the next call with the same gym and arguments instead of closing
       them (`gymnasium.make` costs more than a short episode; RL plays hundreds per step). Every
       episode still starts with `reset(seed=...)`, which is all a gym's state may depend on.
 
+    With `spec.chat` the policy gets chat messages (the conversation so far, after `spec.system_prompt`)
+    instead of the latest text; past `spec.max_turns` actions an episode stops, marked truncated.
+
     Raises `GymError` when the policy returns the wrong number of actions or an action that is not a
     `str`, or when an episode runs past `SAFETY_MAX_TURNS` without a `max_turns`.
     """
-    from gyms.registry import make, resolve_id
-
+    spec = GymSpec.of(gym)
     seeds = _check_seeds(seeds)
     per_episode_options = _options_per_episode(options, len(seeds))
-    if max_turns is not None and (
-        isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1
-    ):
-        raise GymError(f"max_turns must be a positive int or None, got {max_turns!r}")
-    if system_prompt is not None and not chat:
-        raise GymError("system_prompt needs chat=True: a text observation has nowhere to put it")
-    gym_id = resolve_id(gym)
-    pool_key = (gym_id, repr(sorted((env_kwargs or {}).items())))
+    gym_id = spec.full_id
+    pool_key = (gym_id, repr(sorted(spec.kwargs.items())))
     pooled = _ENV_POOL.pop(pool_key, []) if reuse_envs else []
-    envs = pooled[: len(seeds)] + [make(gym_id, **(env_kwargs or {})) for _ in range(len(seeds) - len(pooled))]
+    envs = pooled[: len(seeds)] + [spec.make() for _ in range(len(seeds) - len(pooled))]
     finished = False
     try:
         trajectories = [
-            _start(env, gym_id, seed, opts, system_prompt)
+            _start(env, gym_id, seed, opts, spec.system_prompt)
             for env, seed, opts in zip(envs, seeds, per_episode_options)
         ]
-        _play_in_lockstep(envs, trajectories, policy, chat, max_turns)
+        _play_in_lockstep(envs, trajectories, policy, spec.chat, spec.max_turns)
         finished = True
         return trajectories
     finally:

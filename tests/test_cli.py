@@ -34,9 +34,12 @@ def _error_line(capsys) -> str:
         (["data.train_size=-5"], "data.train_size"),
         (["model.name=./no/such/folder"], "no such model folder"),
         (["model.name=scratch:huge"], 'unknown scratch preset "scratch:huge"'),
-        (["data.gym=arithmetc"], 'unknown gym "arithmetc" (did you mean "arithmetic"?)'),
-        (["data.gym_kwargs.digits=0"], "digits"),
-        (["data.gym=null", "data.path=missing.jsonl"], "no such file: missing.jsonl"),
+        (["gym.id=arithmetc"], 'unknown gym "arithmetc" (did you mean "arithmetic"?)'),
+        (["gym.kwargs.digits=0"], "digits"),
+        (["gym=null", "data.path=missing.jsonl"], "no such file: missing.jsonl"),
+        (["data.gym=arithmetic"], 'recipe key "data.gym" is now "gym.id" (one gym section for every recipe kind)'),
+        (["data.gym=null", "data.path=x.jsonl"], 'recipe key "data.gym" is now "gym.id"'),
+        (["eval.gym=arithmetic"], 'recipe key "eval.gym" is now "eval.gym.id"'),
         (["lora"], 'is not key=value'),
     ],
 )
@@ -49,8 +52,7 @@ def test_sft_bad_input_is_one_line_and_exit_2(tiny_recipe, tmp_path, capsys, arg
 def test_malformed_dataset_line_names_file_and_line(tiny_recipe, tmp_path, capsys):
     data = tmp_path / "train.jsonl"
     data.write_text('{"prompt": "1+1=", "completion": "2"}\n{"prompt": "2+2=", "completion": \n')
-    raw = tiny_recipe(data={"path": str(data)})
-    del raw["data"]["gym"], raw["data"]["gym_kwargs"]
+    raw = tiny_recipe(data={"path": str(data)}, gym=None)
     raw["eval"] = {"n": 0}
     assert main(["sft", _write(tmp_path, raw)]) == 2
     assert f"{data}:2: not valid JSON" in _error_line(capsys)
@@ -59,8 +61,7 @@ def test_malformed_dataset_line_names_file_and_line(tiny_recipe, tmp_path, capsy
 def test_empty_dataset_file(tiny_recipe, tmp_path, capsys):
     data = tmp_path / "empty.jsonl"
     data.write_text("\n")
-    raw = tiny_recipe(data={"path": str(data)})
-    del raw["data"]["gym"], raw["data"]["gym_kwargs"]
+    raw = tiny_recipe(data={"path": str(data)}, gym=None)
     assert main(["sft", _write(tmp_path, raw)]) == 2
     assert "empty dataset" in _error_line(capsys)
 

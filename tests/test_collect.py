@@ -12,6 +12,7 @@ from data_tools.store import read_dataset, read_manifest, write_dataset
 from ftkit import collect as model_collect
 from ftkit.cli import main
 from ftkit.collect import RolloutOptions
+from gyms.spec import GymSpec
 
 
 def _error_line(capsys) -> str:
@@ -66,26 +67,27 @@ def test_demos_write_a_card_that_rebuilds_the_same_data(tmp_path, monkeypatch, c
 
 
 def test_multi_turn_demos_are_chat_messages(tmp_path):
-    rows = collect_mod.demos("guess_number", 3, seed=0, env_kwargs={"max_number": 16})
+    rows = collect_mod.demos(GymSpec("guess_number", {"max_number": 16}), 3, seed=0)
     assert all(r["solved"] and r["messages"][0]["role"] == "user" for r in rows)
     assert [m["role"] for m in rows[0]["messages"][:2]] == ["user", "assistant"]
 
 
 def test_rollouts_resume_after_a_kill_without_duplicates(tiny_model, tmp_path, monkeypatch):
     monkeypatch.setattr(model_collect, "ROLLOUT_CHUNK", 3)
-    options = RolloutOptions(n=7, k=2, seed=0, env_kwargs={"digits": 1}, max_new_tokens=3)
-    whole = model_collect.rollouts("arithmetic", tiny_model, options)
+    options = RolloutOptions(n=7, k=2, seed=0, max_new_tokens=3)
+    one_digit = GymSpec("arithmetic", {"digits": 1})
+    whole = model_collect.rollouts(one_digit, tiny_model, options)
     progress = tmp_path / "progress.jsonl"
 
     def kill_after_first_chunk(done, n):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        model_collect.rollouts("arithmetic", tiny_model, options, progress_file=progress, on_chunk=kill_after_first_chunk)
+        model_collect.rollouts(one_digit, tiny_model, options, progress_file=progress, on_chunk=kill_after_first_chunk)
     assert len(progress.read_text().splitlines()) == 6  # one chunk: 3 problems x 2 samples
     with open(progress, "a") as f:
         f.write('{"index": 3, "sampl')  # a line cut by the kill
-    resumed = model_collect.rollouts("arithmetic", tiny_model, options, progress_file=progress)
+    resumed = model_collect.rollouts(one_digit, tiny_model, options, progress_file=progress)
     assert resumed == whole  # same rows, same order, nothing twice
     assert len(whole) == 14 and sorted({(r["index"], r["sample"]) for r in whole}) == [(i, s) for i in range(7) for s in range(2)]
     assert {"prompt", "completion", "reward", "solved", "model", "difficulty"} <= set(whole[0])
@@ -224,7 +226,7 @@ def test_sft_reads_a_collected_folder(tmp_path, tiny_recipe, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     assert main(["collect", "demos", "--gym", "arithmetic", "digits=2", "--n", "32", "--out", "demos"]) == 0
-    recipe = validate_recipe(tiny_recipe(data={"gym": None, "path": "demos"}))
+    recipe = validate_recipe(tiny_recipe(data={"path": "demos"}, gym=None))
     summary = sft.main(recipe)
     # Scored on the gym the folder was collected from, with its settings (2-digit problems).
     assert summary["steps"] == 4 and summary["eval_n"] == 16

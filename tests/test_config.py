@@ -29,12 +29,12 @@ def test_overrides_are_typed_and_merged(tiny_recipe, tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(tiny_recipe()))
     recipe = load_recipe(path, ["method=lora", "train.learning_rate=1e-4", "output_dir=/tmp/x",
-                                "data.gym_kwargs.ops=[+,-]", "lora.r=4"])
+                                "gym.kwargs.ops=[+,-]", "lora.r=4"])
     assert recipe.method == "lora"
     assert recipe.train["learning_rate"] == pytest.approx(1e-4)
     assert isinstance(recipe.train["learning_rate"], float)
     assert recipe.run_dir == Path("/tmp/x")
-    assert recipe.data.gym_kwargs["ops"] == ["+", "-"]
+    assert recipe.gym.kwargs["ops"] == ["+", "-"]
     assert recipe.lora.r == 4
     assert recipe.train["max_steps"] == 4  # untouched keys survive the merge
 
@@ -57,7 +57,11 @@ def test_resolved_recipe_round_trips(tiny_recipe):
         ({"train": {"per_device_train_batch_size": 0}}, '"train.per_device_train_batch_size": must be > 0'),
         ({"method": "lorra"}, 'recipe key "method"'),
         ({"data": {"train_size": 0}}, 'recipe key "data.train_size"'),
-        ({"data": {"gym": "arithmetic", "path": "x.jsonl"}}, "set exactly one of data.gym"),
+        ({"gym": None}, "set gym (examples from its oracle) or data.path (a dataset file)"),
+        ({"gym": {"id": "arithmetic", "chat": True}}, "gym.chat: ftkit sft trains and scores on the gym's plain text"),
+        ({"eval": {"gym": {"id": "arithmetic", "max_turns": 3}}}, "eval.gym.max_turns: ftkit sft"),
+        ({"eval": {"gym": {"id": "arithmetic", "train_seed": 3}}}, "eval.gym.train_seed: held-out problems"),
+        ({"eval": {"gym": {"kwargs": {}}}}, 'missing recipe key "eval.gym.id"'),
         ({"lora": {"dropout": 1.5}}, 'recipe key "lora.dropout"'),
         ({"train": {"output_dir": "x"}}, "set the top-level output_dir instead"),
         ({"eval": {"n": "many"}}, 'recipe key "eval.n"'),
@@ -103,3 +107,44 @@ def test_overrides_must_be_key_value(tiny_recipe, tmp_path):
 def test_parse_key_values_types_values():
     assert parse_key_values(["digits=4", "ops=[+,-]", "answer_format=reversed"]) == {
         "digits": 4, "ops": ["+", "-"], "answer_format": "reversed"}
+
+
+@pytest.mark.parametrize(
+    ("section", "old", "new"),
+    [
+        ("data", {"gym": "arithmetic"}, "gym.id"),
+        ("data", {"gym": None, "path": "x.jsonl"}, "gym.id"),
+        ("data", {"gym_kwargs": {"digits": 2}}, "gym.kwargs"),
+        ("data", {"train_seed": 3}, "gym.train_seed"),
+        ("eval", {"gym": "arithmetic"}, "eval.gym.id"),
+        ("eval", {"gym_kwargs": {"digits": 2}}, "eval.gym.kwargs"),
+    ],
+)
+def test_old_gym_keys_name_their_new_key(tiny_recipe, section, old, new):
+    raw = tiny_recipe(**{section: old})
+    with pytest.raises(ConfigError) as info:
+        validate_recipe(raw)
+    key = f"{section}.{next(iter(old))}"
+    assert str(info.value) == f'recipe key "{key}" is now "{new}" (one gym section for every recipe kind)'
+
+
+def test_the_gym_section_becomes_a_gym_spec(tiny_recipe):
+    from ftkit.config import GymSection
+    from ftkit.rl.config import RLRecipe
+    from ftkit.sft import _eval_task
+    from gyms.spec import GymSpec
+
+    recipe = validate_recipe(tiny_recipe(gym={"id": "arithmetic", "kwargs": {"digits": 2}, "train_seed": 4}))
+    assert recipe.gym.spec() == GymSpec("arithmetic", {"digits": 2})
+    assert _eval_task(recipe) == recipe.gym.spec()  # scored on the recipe's gym by default
+    other = validate_recipe(tiny_recipe(eval={"gym": {"id": "arithmetic", "kwargs": {"digits": 3}}}))
+    assert _eval_task(other) == GymSpec("arithmetic", {"digits": 3})
+    assert RLRecipe.model_fields["gym"].annotation is GymSection  # one section class for every recipe kind
+
+
+def test_a_recipe_may_train_on_a_file_and_score_on_its_gym(tiny_recipe):
+    from ftkit.sft import _eval_task
+
+    recipe = validate_recipe(tiny_recipe(data={"path": "train.jsonl"}))
+    assert not recipe.from_gym and _eval_task(recipe).id == "arithmetic"
+    assert validate_recipe(tiny_recipe(data={"path": "train.jsonl"}, gym=None)).gym is None

@@ -7,14 +7,15 @@ import json
 from data_tools.gym_data import gym_examples
 from ftkit.cli import main
 from ftkit.evaluate import difficulty_key, heldout_problems, samples_markdown, score_completions
+from gyms.spec import GymSpec
 
-KWARGS = {"ops": ["+", "-"], "digits": [1, 2], "answer_format": "reversed"}
+GYM = GymSpec("arithmetic", {"ops": ["+", "-"], "digits": [1, 2], "answer_format": "reversed"})
 
 
 def test_scores_come_from_the_gym_and_split_by_difficulty():
-    problems = heldout_problems("arithmetic", KWARGS, 40, seed=3)
+    problems = heldout_problems(GYM, 40, seed=3)
     answers = [p["answer"] if i % 2 == 0 else p["answer"] + "0" for i, p in enumerate(problems)]
-    result = score_completions("arithmetic", KWARGS, problems, answers, samples=5)
+    result = score_completions(GYM, problems, answers, samples=5)
     assert result.correct == 20 and result.accuracy == 0.5
     assert sum(g["n"] for g in result.by_difficulty.values()) == 40
     assert all(key.startswith("digits=") and " op=" in key for key in result.by_difficulty)
@@ -23,8 +24,9 @@ def test_scores_come_from_the_gym_and_split_by_difficulty():
 
 
 def test_heldout_problems_exclude_training_prompts():
-    train = {r["prompt"] for r in gym_examples("arithmetic", 60, 0, env_kwargs={"digits": 1})}
-    heldout = heldout_problems("arithmetic", {"digits": 1}, 20, seed=1, exclude_prompts=train)
+    one_digit = GymSpec("arithmetic", {"digits": 1})
+    train = {r["prompt"] for r in gym_examples(one_digit, 60, 0)}
+    heldout = heldout_problems(one_digit, 20, seed=1, exclude_prompts=train)
     assert not train & {p["prompt"] for p in heldout}
 
 
@@ -49,3 +51,51 @@ def test_eval_command_on_a_trained_model(tiny_recipe, tmp_path, capsys):
     result = json.loads(out.read_text())
     assert result["n"] == 12 and 0.0 <= result["accuracy"] <= 1.0
     assert list(result["by_difficulty"]) == ["digits=1 op=+"]
+
+
+def _write_json(folder, record):
+    from ftkit.runs import TRAINING_DATA_FILE
+
+    folder.mkdir(exist_ok=True)
+    (folder / TRAINING_DATA_FILE).write_text(json.dumps(record))
+    return folder
+
+
+def test_a_model_folder_remembers_its_task_and_earlier_folders_are_still_read(tmp_path):
+    from ftkit.runs import TrainingData
+
+    task = GymSpec("arithmetic", {"digits": 2})
+    new = TrainingData(gym=task, train_seed=0, train_size=64, eval_seed=1, trained_with="ftkit sft")
+    new.save(tmp_path)
+    assert TrainingData.read(tmp_path) == new
+    assert json.loads((tmp_path / "ftkit_training_data.json").read_text())["gym"]["kwargs"] == {"digits": 2}
+    old_sft = _write_json(tmp_path / "old_sft", {"gym": "arithmetic", "gym_kwargs": {"digits": 2}, "train_seed": 0,
+                                                 "train_size": 64, "path": None, "eval_seed": 1})
+    assert TrainingData.read(old_sft) == TrainingData(gym=task, train_seed=0, train_size=64, eval_seed=1)
+    old_rl = _write_json(tmp_path / "old_rl", {"gym": "guess_number", "gym_kwargs": {"max_number": 16}, "eval_seed": 2,
+                                               "train_size": None, "chat": True, "system_prompt": "Be brief.",
+                                               "max_turns": 8, "trained_with": "ftkit rl (grpo)"})
+    assert TrainingData.read(old_rl).gym == GymSpec("guess_number", {"max_number": 16}, chat=True,
+                                                    system_prompt="Be brief.", max_turns=8)
+    old_file = _write_json(tmp_path / "old_file", {"gym": None, "gym_kwargs": {}, "train_seed": 0,
+                                                   "train_size": 10000, "path": "x.jsonl", "eval_seed": 1})
+    assert TrainingData.read(old_file).gym is None and TrainingData.read(tmp_path / "none") is None
+
+
+def test_eval_defaults_to_the_task_a_run_trained_on_and_skips_its_problems():
+    from ftkit.evaluate import defaults_from_training
+    from ftkit.runs import TrainingData
+
+    task = GymSpec("arithmetic", {"digits": 1, "ops": ["+"]})
+    trained = TrainingData(gym=task, train_seed=0, train_size=30, eval_seed=5)
+    spec, seed, exclude = defaults_from_training(GymSpec("arithmetic"), trained, None)
+    assert (spec, seed) == (task, 5)
+    assert exclude == {r["prompt"] for r in gym_examples(task, 30, 0)}
+    spec, seed, _ = defaults_from_training(GymSpec("ftkit/Arithmetic-v0", {"digits": 2}), trained, 9)
+    assert spec.kwargs == {"digits": 2, "ops": ["+"]} and seed == 9  # what is asked wins
+    other = GymSpec("countdown")
+    assert defaults_from_training(other, trained, None) == (other, 5, frozenset())
+    chat = TrainingData(gym=GymSpec("guess_number", chat=True, max_turns=6), eval_seed=2)
+    spec, _, exclude = defaults_from_training(GymSpec("guess_number", {"max_number": 16}), chat, None)
+    assert spec == GymSpec("guess_number", {"max_number": 16}, chat=True, max_turns=6) and not exclude
+    assert defaults_from_training(GymSpec("arithmetic"), None, None) == (GymSpec("arithmetic"), 1, frozenset())

@@ -19,6 +19,7 @@ from ftkit.errors import GymError
 from gyms import adapters
 from gyms.checks import check_gym
 from gyms.runner import oracle_policy, run_episodes
+from gyms.spec import GymSpec
 
 HAS_RG = importlib.util.find_spec("reasoning_gym") is not None
 HAS_TA = importlib.util.find_spec("textarena") is not None
@@ -176,7 +177,7 @@ def test_ta_game_passes_the_env_checker_and_replays(game):
     def play(seeds):
         return [
             t.to_dict()
-            for t in run_episodes(f"ta:{game}", lambda obs: ["[1]"] * len(obs), seeds, max_turns=30)
+            for t in run_episodes(GymSpec(f"ta:{game}", max_turns=30), lambda obs: ["[1]"] * len(obs), seeds)
         ]
 
     assert play([1, 2]) == play([1, 2])

@@ -10,12 +10,13 @@ import gyms.registry
 from data_tools.gym_data import gym_examples, item_seed
 from ftkit.errors import DataError
 from gyms.arithmetic import score_answer
+from gyms.spec import GymSpec
 
-ONE_DIGIT_SUMS = {"ops": ["+"], "digits": 1}  # exactly 100 distinct problems: 0+0= ... 9+9=
+ONE_DIGIT_SUMS = GymSpec("arithmetic", {"ops": ["+"], "digits": 1})  # exactly 100 distinct problems: 0+0= ... 9+9=
 
 
 def test_records_are_correct_demonstrations():
-    records = gym_examples("arithmetic", 20, seed=0, env_kwargs={"ops": ["+", "-"], "digits": [1, 3]})
+    records = gym_examples(GymSpec("arithmetic", {"ops": ["+", "-"], "digits": [1, 3]}), 20, seed=0)
     assert len(records) == 20
     for record in records:
         assert set(record) == {"prompt", "completion", "answer", "source", "index", "seed", "difficulty"}
@@ -25,8 +26,8 @@ def test_records_are_correct_demonstrations():
 
 
 def test_each_record_can_be_regenerated_from_its_seed_and_index():
-    records = gym_examples("arithmetic", 10, seed=3, env_kwargs=ONE_DIGIT_SUMS)
-    env = gyms.make("arithmetic", **ONE_DIGIT_SUMS)
+    records = gym_examples(ONE_DIGIT_SUMS, 10, seed=3)
+    env = ONE_DIGIT_SUMS.make()
     for record in records:
         obs, info = env.reset(seed=item_seed(record["seed"], record["index"]))
         assert (obs, info["answer"]) == (record["prompt"], record["answer"])
@@ -45,28 +46,26 @@ def test_item_seed_is_stable_and_spreads_nearby_seeds():
 
 
 def test_prompts_are_unique_even_in_a_small_problem_space():
-    records = gym_examples("arithmetic", 90, seed=0, env_kwargs=ONE_DIGIT_SUMS)
+    records = gym_examples(ONE_DIGIT_SUMS, 90, seed=0)
     prompts = [r["prompt"] for r in records]
     assert len(set(prompts)) == 90
     assert records[-1]["index"] > 89  # repeats were skipped, not returned
 
 
 def test_excluded_prompts_never_appear_and_train_eval_are_disjoint():
-    held_out = gym_examples("arithmetic", 30, seed=1, env_kwargs=ONE_DIGIT_SUMS)
+    held_out = gym_examples(ONE_DIGIT_SUMS, 30, seed=1)
     held_out_prompts = {r["prompt"] for r in held_out}
-    train = gym_examples(
-        "arithmetic", 60, seed=0, env_kwargs=ONE_DIGIT_SUMS, exclude_prompts=held_out_prompts
-    )
+    train = gym_examples(ONE_DIGIT_SUMS, 60, seed=0, exclude_prompts=held_out_prompts)
     assert len(train) == 60
     assert not held_out_prompts & {r["prompt"] for r in train}
 
 
 def test_a_problem_space_too_small_for_n_is_an_error():
     with pytest.raises(DataError, match="too small"):
-        gym_examples("arithmetic", 101, seed=0, env_kwargs=ONE_DIGIT_SUMS)
-    everything = {r["prompt"] for r in gym_examples("arithmetic", 100, seed=0, env_kwargs=ONE_DIGIT_SUMS)}
+        gym_examples(ONE_DIGIT_SUMS, 101, seed=0)
+    everything = {r["prompt"] for r in gym_examples(ONE_DIGIT_SUMS, 100, seed=0)}
     with pytest.raises(DataError, match="too small"):
-        gym_examples("arithmetic", 1, seed=0, env_kwargs=ONE_DIGIT_SUMS, exclude_prompts=everything)
+        gym_examples(ONE_DIGIT_SUMS, 1, seed=0, exclude_prompts=everything)
 
 
 @pytest.mark.parametrize("n", [0, -1, 2.5, True])

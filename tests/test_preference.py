@@ -46,8 +46,7 @@ def test_dpo_trains_the_policy_and_scores_it_on_the_gym(tmp_path, pairs_folder, 
     from ftkit import preference
 
     recipe = validate_recipe(preference_recipe(tmp_path, "dpo", pairs_folder, tiny_model,
-                                               eval={"gym": "arithmetic", "gym_kwargs": {"digits": 1}, "n": 8,
-                                                     "seed": 1, "max_new_tokens": 3}))
+                                               gym={"id": "arithmetic", "kwargs": {"digits": 1}}))
     summary = preference.main(recipe)
     assert summary["steps"] == 3 and summary["eval_n"] == 8
     before, after = load_file(f"{tiny_model}/model.safetensors"), load_file(tmp_path / "dpo" / "model" / "model.safetensors")

@@ -10,6 +10,7 @@ from ftkit.errors import TrainingError
 from ftkit.rl.policy import forward_tokens, pad_episodes, token_rewards
 from ftkit.rl.rollout import collect
 from ftkit.scratch import build_tokenizer
+from gyms.spec import GymSpec
 
 
 class ScriptedEngine:
@@ -45,8 +46,8 @@ def test_groups_play_the_same_problem_and_rewards_match_the_gym(tokenizer):
     for seed in seeds:
         env.reset(seed=seed)
         answers += [gyms.oracle(env), "wrong", "nope"]
-    batch = collect(ScriptedEngine(tokenizer, answers), tokenizer, "arithmetic", seeds, SamplingParams(),
-                    group_size=3, env_kwargs={"digits": 1})
+    batch = collect(ScriptedEngine(tokenizer, answers), tokenizer, GymSpec("arithmetic", {"digits": 1}), seeds,
+                    SamplingParams(), group_size=3)
     assert [e.group for e in batch.episodes] == [0, 0, 0, 1, 1, 1]
     assert [e.trajectory.seed for e in batch.episodes] == [11, 11, 11, 12, 12, 12]
     assert [e.reward for e in batch.episodes] == [1.0, 0.0, 0.0, 1.0, 0.0, 0.0]
@@ -65,8 +66,8 @@ def test_multi_turn_episode_is_one_sequence_with_only_actions_trained_on(tokeniz
     hidden = int(env.unwrapped._hidden)
     wrong = 1 if hidden != 1 else 2
     engine = ScriptedEngine(tokenizer, [str(wrong), str(hidden)])
-    batch = collect(engine, tokenizer, "guess_number", [3], SamplingParams(), group_size=1,
-                    env_kwargs={"max_number": 8}, chat=True)
+    batch = collect(engine, tokenizer, GymSpec("guess_number", {"max_number": 8}, chat=True), [3], SamplingParams(),
+                    group_size=1)
     episode = batch.episodes[0]
     assert episode.trajectory.num_turns == 2 and episode.trajectory.solved
     # The second turn's prompt is the whole first turn plus the feedback, as token ids.
@@ -83,8 +84,8 @@ def test_multi_turn_episode_is_one_sequence_with_only_actions_trained_on(tokeniz
 
 def test_an_episode_that_outgrows_the_context_is_cut_not_crashed(tokenizer):
     engine = ScriptedEngine(tokenizer, ["x"] * 20)
-    batch = collect(engine, tokenizer, "guess_number", [0], SamplingParams(max_new_tokens=4), group_size=1,
-                    env_kwargs={"max_number": 100}, max_context=200)
+    batch = collect(engine, tokenizer, GymSpec("guess_number", {"max_number": 100}), [0],
+                    SamplingParams(max_new_tokens=4), group_size=1, max_context=200)
     episode = batch.episodes[0]
     assert episode.trajectory.truncated and batch.context_cuts == 1
     assert len(episode.tokens.input_ids) + 4 <= 200
@@ -95,7 +96,7 @@ def test_an_episode_that_outgrows_the_context_is_cut_not_crashed(tokenizer):
 
 def test_padding_and_ppo_rewards_are_shifted_onto_the_predicting_positions(tokenizer):
     engine = ScriptedEngine(tokenizer, ["7", "12"])
-    batch = collect(engine, tokenizer, "arithmetic", [5], SamplingParams(), group_size=2, env_kwargs={"digits": 1})
+    batch = collect(engine, tokenizer, GymSpec("arithmetic", {"digits": 1}), [5], SamplingParams(), group_size=2)
     tensors = pad_episodes(batch.episodes, tokenizer.pad_token_id)
     lengths = [len(e.tokens.input_ids) for e in batch.episodes]
     assert tensors["input_ids"].shape == (2, max(lengths))
@@ -122,8 +123,8 @@ def test_forward_log_probs_match_the_engines_sampling_log_probs(tokenizer):
         model = AutoModelForCausalLM.from_pretrained(folder)
     engine = HFEngine(model, tokenizer)
     torch.manual_seed(0)
-    batch = collect(engine, tokenizer, "arithmetic", [1, 2], SamplingParams(max_new_tokens=5, temperature=0.7),
-                    group_size=2, env_kwargs={"digits": 2})
+    batch = collect(engine, tokenizer, GymSpec("arithmetic", {"digits": 2}), [1, 2],
+                    SamplingParams(max_new_tokens=5, temperature=0.7), group_size=2)
     tensors = pad_episodes(batch.episodes, tokenizer.pad_token_id)
     with torch.no_grad():
         logprobs, entropy, _ = forward_tokens(model, tensors["input_ids"], tensors["attention_mask"], 0.7,

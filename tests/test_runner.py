@@ -12,6 +12,7 @@ import gyms
 import gyms.runner
 from ftkit.errors import GymError
 from gyms.runner import EnvPolicy, Trajectory, oracle_policy, random_policy, run_episodes
+from gyms.spec import GymSpec
 
 
 class StepsEnv(gyms.TextEnv):
@@ -76,7 +77,7 @@ class CountingPolicy:
 
 def test_single_turn_scripted_policy_one_call_for_the_whole_batch():
     policy = CountingPolicy("0")
-    trajectories = run_episodes("arithmetic", policy, seeds=[0, 1, 2], env_kwargs={"digits": 2})
+    trajectories = run_episodes(GymSpec("arithmetic", {"digits": 2}), policy, seeds=[0, 1, 2])
     assert len(policy.batches) == 1 and len(policy.batches[0]) == 3
     for seed, t in zip([0, 1, 2], trajectories):
         assert isinstance(t, Trajectory) and t.seed == seed and t.gym == "ftkit/Arithmetic-v0"
@@ -145,7 +146,8 @@ def test_chat_observations_carry_the_conversation(steps_gym):
         seen.append(observations)
         return ["wait" if len(conversation) == 2 else "go" for conversation in observations]
 
-    (t,) = run_episodes(steps_gym, policy, [0], chat=True, system_prompt="Be brief.", options={"length": 1})
+    chat = GymSpec(steps_gym, chat=True, system_prompt="Be brief.")
+    (t,) = run_episodes(chat, policy, [0], options={"length": 1})
     first, second = seen[0][0], seen[1][0]
     assert first == [
         {"role": "system", "content": "Be brief."},
@@ -168,7 +170,7 @@ def test_text_observations_are_the_latest_observation(steps_gym):
 
 
 def test_max_turns_truncates(steps_gym):
-    trajectories = run_episodes(steps_gym, CountingPolicy(), [0, 1], options={"length": 3}, max_turns=2)
+    trajectories = run_episodes(GymSpec(steps_gym, max_turns=2), CountingPolicy(), [0, 1], options={"length": 3})
     assert all(t.num_turns == 2 and t.truncated and not t.terminated and not t.solved for t in trajectories)
 
 
@@ -177,7 +179,7 @@ def test_an_episode_that_never_ends_is_an_error(temporary_gym, monkeypatch):
     monkeypatch.setattr(gyms.runner, "SAFETY_MAX_TURNS", 5)
     with pytest.raises(GymError, match="did not end within 5 turns; pass max_turns"):
         run_episodes(name, CountingPolicy(), [0])
-    assert run_episodes(name, CountingPolicy(), [0], max_turns=4)[0].truncated
+    assert run_episodes(GymSpec(name, max_turns=4), CountingPolicy(), [0])[0].truncated
 
 
 def test_env_policy_sees_the_running_envs(steps_gym):
@@ -234,8 +236,6 @@ def test_bad_policy_output_is_a_gym_error(policy, message):
     [
         ({"seeds": [-1]}, "non-negative ints"),
         ({"seeds": ["0"]}, "non-negative ints"),
-        ({"seeds": [0], "max_turns": 0}, "max_turns must be a positive int"),
-        ({"seeds": [0], "system_prompt": "hi"}, "system_prompt needs chat=True"),
         ({"seeds": [0], "gym": "arithmetc"}, 'did you mean "arithmetic"'),
     ],
 )
@@ -243,6 +243,36 @@ def test_bad_arguments_are_gym_errors(kwargs, message):
     kwargs = {"gym": "arithmetic", "policy": CountingPolicy(), **kwargs}
     with pytest.raises(GymError, match=re.escape(message)):
         run_episodes(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"max_turns": 0}, "max_turns must be a positive int"),
+        ({"max_turns": True}, "max_turns must be a positive int"),
+        ({"system_prompt": "hi"}, "system_prompt needs chat=True"),
+        ({"kwargs": [1]}, "the gym's arguments must be a dict"),
+        ({"id": ""}, "a gym id must be a non-empty str"),
+    ],
+)
+def test_a_bad_gym_spec_is_a_gym_error(fields, message):
+    with pytest.raises(GymError, match=re.escape(message)):
+        GymSpec(**{"id": "arithmetic", **fields})
+
+
+def test_gym_spec_helpers():
+    spec = GymSpec("arithmetic", {"digits": 2, "ops": ["+", "-"]})
+    assert str(spec) == 'arithmetic {digits: 2, ops: ["+", "-"]}'
+    assert str(GymSpec("guess_number", chat=True, max_turns=8)) == "guess_number (chat, max 8 turns)"
+    assert spec.with_kwargs(digits=3).kwargs == {"digits": 3, "ops": ["+", "-"]} and spec.kwargs["digits"] == 2
+    assert GymSpec.from_dict(spec.to_dict()) == spec and GymSpec.of("arithmetic") == GymSpec("arithmetic")
+    assert spec.full_id == "ftkit/Arithmetic-v0" and not spec.is_multi_turn
+    assert GymSpec("guess_number").is_multi_turn
+    env = spec.make()
+    assert env.reset(seed=0)[0] == gyms.make("arithmetic", digits=2, ops=["+", "-"]).reset(seed=0)[0]
+    kwargs = {"digits": 2}
+    GymSpec("arithmetic", kwargs).kwargs["digits"] = 5
+    assert kwargs == {"digits": 2}  # the spec holds a copy
 
 
 def test_no_seeds_no_episodes():
@@ -268,7 +298,7 @@ def _binary_search(conversations):
     "guess_number" not in [g.short_name for g in gyms.list_gyms()], reason="needs guess_number"
 )
 def test_guess_number_by_binary_search_over_chat():
-    trajectories = run_episodes("guess_number", _binary_search, seeds=range(20), chat=True)
+    trajectories = run_episodes(GymSpec("guess_number", chat=True), _binary_search, seeds=range(20))
     assert all(t.solved and t.terminated for t in trajectories)
     assert max(t.num_turns for t in trajectories) > 1
     oracle = run_episodes("guess_number", oracle_policy(), seeds=range(20))
@@ -276,7 +306,10 @@ def test_guess_number_by_binary_search_over_chat():
 
 
 def test_docstring_examples_run():
+    import gyms.spec
+
     assert doctest.testmod(gyms.runner).failed == 0
+    assert doctest.testmod(gyms.spec).failed == 0
 
 
 def test_reused_envs_replay_the_same_episodes_as_fresh_ones(monkeypatch):

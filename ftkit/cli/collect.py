@@ -191,10 +191,12 @@ def _short(row: dict[str, Any]) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _gym_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+def _gym_spec(args: argparse.Namespace, chat: bool = False):
+    """The gym of --gym, its key=value arguments, and --max-turns, as a `GymSpec`."""
     from ftkit.config import parse_key_values
+    from gyms.spec import GymSpec
 
-    return parse_key_values(args.gym_args)
+    return GymSpec(args.gym, parse_key_values(args.gym_args), chat=chat, max_turns=args.max_turns)
 
 
 def _positive(value: int, flag: str) -> int:
@@ -212,9 +214,9 @@ def _cmd_demos(args: argparse.Namespace) -> int:
     started = _start(args)
     if started is None:
         return 0
-    kwargs = _gym_kwargs(args)
-    rows = demos(args.gym, _positive(args.n, "--n"), args.seed, kwargs, max_turns=args.max_turns)
-    return _write(args, rows, "demos", *started, gym=gym_version(args.gym), gym_kwargs=kwargs, seed=args.seed)
+    spec = _gym_spec(args)
+    rows = demos(spec, _positive(args.n, "--n"), args.seed)
+    return _write(args, rows, "demos", *started, gym=gym_version(spec), gym_kwargs=spec.kwargs, seed=args.seed)
 
 
 def _cmd_rollouts(args: argparse.Namespace) -> int:
@@ -232,21 +234,20 @@ def _cmd_rollouts(args: argparse.Namespace) -> int:
     if not Path(args.model).exists():
         raise DataError(f"no such model folder: {args.model}")
     resolve_engine(args.engine)
-    kwargs = _gym_kwargs(args)
+    spec = _gym_spec(args, chat=args.chat)
     options = RolloutOptions(n=_positive(args.n, "--n"), k=_positive(args.k, "--k"), seed=args.seed,
-                             env_kwargs=kwargs, temperature=args.temperature, top_p=args.top_p,
-                             max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, chat=args.chat,
-                             max_turns=args.max_turns, engine=args.engine)
+                             temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
+                             batch_size=args.batch_size, engine=args.engine)
     progress, progress_command = _claim_progress(args.out, started[0])
     console = Console(stderr=True, highlight=False)
     t0 = time.perf_counter()
-    rows = rollouts(args.gym, args.model, options, progress_file=progress,
+    rows = rollouts(spec, args.model, options, progress_file=progress,
                     on_chunk=lambda done, n: console.print(f"  {done}/{n} problems played"))
     seconds = time.perf_counter() - t0
     solved = sum(bool(r["solved"]) for r in rows) / len(rows)
     console.print(f"{len(rows):,} trajectories in {seconds:.1f}s ({len(rows) / seconds:.1f}/s this run); "
                   f"solved {solved:.1%}")
-    code = _write(args, rows, "rollouts", *started, gym=gym_version(args.gym), gym_kwargs=kwargs, seed=args.seed,
+    code = _write(args, rows, "rollouts", *started, gym=gym_version(spec), gym_kwargs=spec.kwargs, seed=args.seed,
                   model=args.model, k=args.k, temperature=args.temperature, top_p=args.top_p,
                   max_new_tokens=args.max_new_tokens, solved_rate=solved)
     progress.unlink(missing_ok=True)
@@ -372,9 +373,10 @@ def _eval_texts(args: argparse.Namespace) -> list[str]:
     if args.against_gym:
         from data_tools.gym_data import gym_examples
         from ftkit.config import parse_key_values
+        from gyms.spec import GymSpec
 
-        problems = gym_examples(args.against_gym, args.against_n, args.against_seed,
-                                env_kwargs=parse_key_values(args.against_args))
+        against = GymSpec(args.against_gym, parse_key_values(args.against_args))
+        problems = gym_examples(against, args.against_n, args.against_seed)
         return [p["prompt"] for p in problems]
     from data_tools.store import read_rows
     from data_tools.transforms import row_text

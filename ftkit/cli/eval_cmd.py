@@ -32,8 +32,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ftkit.config import parse_key_values
     from ftkit.evaluate import run_eval
+    from gyms.spec import GymSpec
 
-    result = run_eval(args.model, args.gym, parse_key_values(args.gym_args), n=args.n, seed=args.seed,
+    result = run_eval(args.model, GymSpec(args.gym, parse_key_values(args.gym_args)), n=args.n, seed=args.seed,
                       engine=args.engine, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                       samples=args.samples)
     if args.output:

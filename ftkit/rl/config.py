@@ -21,31 +21,18 @@ from typing import Any, Literal, NamedTuple
 from pydantic import Field, field_validator, model_validator
 
 from ftkit.config import (
+    GymSection,
     LoraSection,
     ModelConfig,
     QuantizationSection,
     Section,
     merge_overrides,
     read_recipe_dict,
+    reject_moved_keys,
     validate_section,
 )
 from ftkit.errors import ConfigError
 from ftkit.rl import DEFAULT_MODEL
-
-
-class GymSection(Section):
-    id: str = Field(description="Gym id or short name (arithmetic, guess_number, rg:leg_counting...).")
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="Arguments of the gym's constructor.")
-    chat: bool = Field(False, description="Wrap observations and actions in the tokenizer's chat template.")
-    system_prompt: str | None = Field(None, description="With chat: the first message of every episode.")
-    max_turns: int | None = Field(None, gt=0, description="Cut multi-turn episodes after this many actions.")
-    train_seed: int = Field(0, ge=0, description="Seed of the training problems (held-out ones are excluded).")
-
-    @model_validator(mode="after")
-    def _system_prompt_needs_chat(self) -> GymSection:
-        if self.system_prompt is not None and not self.chat:
-            raise ValueError("gym.system_prompt needs gym.chat: true (plain text has nowhere to put it)")
-        return self
 
 
 class RolloutSection(Section):
@@ -204,7 +191,7 @@ def load_rl_recipe(path: str | Path | None, overrides: list[str] | None = None,
         raw = merge_overrides(base or {}, overrides) if overrides else dict(base or {})
     if path is not None and "algo" not in raw and "data" in raw:
         raise ConfigError(f"{path} is an SFT recipe (it has `data:`): run it with `ftkit sft {path}`")
-    _reject_renamed_keys(raw)
+    reject_moved_keys(raw, RENAMED_KEYS, "TRL's GRPOConfig name", _RENAME_NOTES)
     return validate_section(raw, RLRecipe)
 
 
@@ -223,14 +210,6 @@ RENAMED_KEYS = {
     "train.loss_aggregation": "train.loss_type",
 }
 _RENAME_NOTES = {"train.loss_aggregation": '; "token" is "dapo", "sequence" is "grpo"'}
-
-
-def _reject_renamed_keys(raw: dict[str, Any]) -> None:
-    for old, new in RENAMED_KEYS.items():
-        section, key = old.split(".")
-        if isinstance(raw.get(section), dict) and key in raw[section]:
-            raise ConfigError(f'recipe key "{old}" is now "{new}" (TRL\'s GRPOConfig name)'
-                              + _RENAME_NOTES.get(old, ""))
 
 
 class TrlName(NamedTuple):

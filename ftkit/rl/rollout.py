@@ -21,6 +21,7 @@ from ftkit.engine import Engine, SamplingParams
 from ftkit.errors import TrainingError
 from ftkit.rl.sequences import EpisodeTokens
 from gyms.runner import EnvPolicy, Trajectory, run_episodes
+from gyms.spec import GymSpec
 
 
 @dataclass
@@ -49,7 +50,8 @@ class Episode:
 
 @dataclass(frozen=True)
 class PlayOptions:
-    """How episodes are played, beside the engine, the gym, its problems and the sampling parameters.
+    """How episodes are played, beside the engine, the gym (a `GymSpec`: its arguments, chat, system
+    prompt and turn limit), its problems and the sampling parameters.
 
     `group_size` episodes play each problem (next to each other, sharing `Episode.group`); `max_context`
     ends an episode whose next turn would not fit the model; `format_reward_weight` adds that much of
@@ -57,10 +59,6 @@ class PlayOptions:
     """
 
     group_size: int = 1
-    env_kwargs: dict[str, Any] | None = None
-    chat: bool = False
-    system_prompt: str | None = None
-    max_turns: int | None = None
     max_context: int | None = None
     format_reward_weight: float = 0.0
 
@@ -87,10 +85,10 @@ class EnginePolicy:
     order of the seeds, which is the order `episodes()` returns them in.
     """
 
-    def __init__(self, engine: Engine, tokenizer, params: SamplingParams, play: PlayOptions, gym: str = ""):
+    def __init__(self, engine: Engine, tokenizer, params: SamplingParams, play: PlayOptions, gym: GymSpec):
         self.engine, self.tokenizer, self.params = engine, tokenizer, params
-        self.chat, self.system_prompt = play.chat, play.system_prompt
-        self.max_context, self.gym = play.max_context, gym
+        self.chat, self.system_prompt = gym.chat, gym.system_prompt
+        self.max_context, self.gym = play.max_context, gym.id
         self._episodes: dict[int, EpisodeTokens] = {}
         self._ends: dict[int, list[int]] = {}
         self._cut: dict[int, int] = {}
@@ -173,27 +171,33 @@ def add_model_reward(batch: RolloutBatch, scorer, tokenizer, *, weight: float, v
     batch.model_scores = scores
 
 
-def collect(engine: Engine, tokenizer, gym: str, seeds: list[int], params: SamplingParams,
+def collect(engine: Engine, tokenizer, gym: GymSpec | str, seeds: list[int], params: SamplingParams,
             play: PlayOptions | None = None, *, options: list[dict[str, Any] | None] | None = None,
             **play_fields: Any) -> RolloutBatch:
     """Play each seed `play.group_size` times (groups next to each other) and return the episodes.
 
-        collect(engine, tok, "arithmetic", [3, 9], SamplingParams(max_new_tokens=8), PlayOptions(group_size=4))
+        collect(engine, tok, GymSpec("arithmetic", {"digits": 2}), [3, 9], SamplingParams(max_new_tokens=8),
+                PlayOptions(group_size=4))
 
-    `options` are the gyms' reset options, one per seed (a curriculum's level). PlayOptions' fields may
-    also be given one by one as keywords (`group_size=4, chat=True`), as callers outside RL do.
+    `gym` says how the policy sees the gym (`chat`, `system_prompt`) and when episodes are cut
+    (`max_turns`). `options` are the gyms' reset options, one per seed (a curriculum's level).
+    PlayOptions' fields may also be given one by one as keywords (`group_size=4`), as callers outside
+    RL do.
     """
+    spec = GymSpec.of(gym)
     play = replace(play, **play_fields) if play is not None else PlayOptions(**play_fields)
-    policy = EnginePolicy(engine, tokenizer, params, play, gym=gym)
+    policy = EnginePolicy(engine, tokenizer, params, play, spec)
     group_size = play.group_size
     episode_seeds = [seed for seed in seeds for _ in range(group_size)]
     groups = [g for g in range(len(seeds)) for _ in range(group_size)]
     episode_options = None if options is None else [o for o in options for _ in range(group_size)]
+    # The engine policy renders the conversation itself (EpisodeTokens), so the runner hands it plain text.
+    as_text = replace(spec, chat=False, system_prompt=None)
     started = time.perf_counter()
-    trajectories = run_episodes(gym, policy.as_runner_policy(), episode_seeds, env_kwargs=play.env_kwargs,
-                                options=episode_options, max_turns=play.max_turns, reuse_envs=True)
+    trajectories = run_episodes(as_text, policy.as_runner_policy(), episode_seeds, options=episode_options,
+                                reuse_envs=True)
     seconds = time.perf_counter() - started
     for trajectory in trajectories:
-        trajectory.system_prompt = play.system_prompt
+        trajectory.system_prompt = spec.system_prompt
     episodes = policy.episodes(trajectories, groups, play.format_reward_weight)
     return RolloutBatch(episodes, policy.generated_tokens, seconds, policy.context_cuts)

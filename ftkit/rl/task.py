@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ftkit.evaluate import heldout_problems, is_multi_turn
+from ftkit.evaluate import heldout_problems
 
 if TYPE_CHECKING:
     from ftkit.rl.config import RLRecipe
@@ -19,18 +19,18 @@ ITEMS_PER_STEP = 1_000_000  # step s draws items s * 10**6, s * 10**6 + 1, ... o
 
 
 class Task:
-    """A recipe's gym, its held-out prompts and reward scorer. Building it checks the gym id and arguments."""
+    """A recipe's gym (`task.gym`, a `GymSpec`), its held-out prompts and reward scorer. Building it checks
+    the gym id and arguments."""
 
     def __init__(self, recipe: RLRecipe):
-        import gyms
-
-        gym, ev = recipe.gym, recipe.eval
+        ev = recipe.eval
         self.recipe = recipe
-        self.multi_turn = is_multi_turn(gym.id, gym.kwargs)
+        self.gym = recipe.gym.spec()  # the task as the runner, rollouts and evaluation take it
+        self.multi_turn = self.gym.is_multi_turn
         self.heldout_prompts: set[str] = set()
         if ev.n and not self.multi_turn:  # multi-turn problems differ by seed, not by their first text
-            self.heldout_prompts = {p["prompt"] for p in heldout_problems(gym.id, gym.kwargs, ev.n, ev.seed)}
-        self.sampler_env = gyms.make(gym.id, **gym.kwargs)  # resets only, to read a problem's prompt
+            self.heldout_prompts = {p["prompt"] for p in heldout_problems(self.gym, ev.n, ev.seed)}
+        self.sampler_env = self.gym.make()  # resets only, to read a problem's prompt
         self.reward_scorer = None
         if recipe.reward_model is not None:
             from ftkit.preference import RewardScorer

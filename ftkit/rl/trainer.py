@@ -32,7 +32,7 @@ import torch
 from rich.console import Console
 
 from ftkit.config import recipe_to_yaml
-from ftkit.evaluate import EvalResult, evaluate_on_gym
+from ftkit.evaluate import EvalOptions, EvalResult, evaluate_on_gym
 from ftkit.models import ResolvedModel, load_tokenizer, resolve_model
 from ftkit.rl.checkpoint import Checkpoints, save_policy, save_value_head, weights_name
 from ftkit.rl.config import RLRecipe
@@ -43,7 +43,7 @@ from ftkit.rl.report import Progress, Report, episode_stats
 from ftkit.rl.rollout import PlayOptions, RolloutBatch, add_model_reward, collect
 from ftkit.rl.task import Task
 from ftkit.rl.update import Update, step_seed
-from ftkit.runs import TRAINING_DATA_FILE, save_folder_atomic, start_run_folder, write_json_atomic
+from ftkit.runs import TrainingData, save_folder_atomic, start_run_folder
 
 
 def main(recipe: RLRecipe, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
@@ -194,10 +194,9 @@ class RLRun:
         options = self.curriculum.options() if self.curriculum else None
         seeds = self.task.training_seeds(self.step, options, self.accelerator.num_processes,
                                          self.accelerator.process_index)
-        play = PlayOptions(group_size=ro.num_generations, env_kwargs=r.gym.kwargs, chat=r.gym.chat,
-                           system_prompt=r.gym.system_prompt, max_turns=r.gym.max_turns,
-                           max_context=context_length(self.policy), format_reward_weight=ro.format_reward_weight)
-        batch = collect(self.engine, self.tokenizer, r.gym.id, seeds, params, play,
+        play = PlayOptions(group_size=ro.num_generations, max_context=context_length(self.policy),
+                           format_reward_weight=ro.format_reward_weight)
+        batch = collect(self.engine, self.tokenizer, self.task.gym, seeds, params, play,
                         options=[options] * len(seeds) if options is not None else None)
         if r.reward_model is not None:
             add_model_reward(batch, self.task.reward_scorer, self.tokenizer, weight=r.reward_model.weight,
@@ -213,11 +212,10 @@ class RLRun:
             return None
         result = None
         if self.is_main:
-            result = evaluate_on_gym(self.policy, self.tokenizer, r.gym.id, r.gym.kwargs, n=ev.n, seed=ev.seed,
-                                     batch_size=ev.batch_size,
-                                     max_new_tokens=ev.max_new_tokens or r.rollout.max_completion_length,
-                                     samples=ev.samples if final else 0, chat=r.gym.chat,
-                                     system_prompt=r.gym.system_prompt, max_turns=r.gym.max_turns)
+            options = EvalOptions(n=ev.n, seed=ev.seed, batch_size=ev.batch_size,
+                                  max_new_tokens=ev.max_new_tokens or r.rollout.max_completion_length,
+                                  samples=ev.samples if final else 0)
+            result = evaluate_on_gym(self.policy, self.tokenizer, self.task.gym, options)
             self.report.log_eval(self.step, result)
         self.accelerator.wait_for_everyone()
         return result
@@ -234,11 +232,8 @@ class RLRun:
             return
         save_folder_atomic(self.model_dir, lambda folder: save_policy(folder, self.policy, self.tokenizer))
         save_value_head(self.accelerator, self.learner.value_head, self.run_dir)
-        gym = self.recipe.gym
-        write_json_atomic(self.model_dir / TRAINING_DATA_FILE, {
-            "gym": gym.id, "gym_kwargs": gym.kwargs, "eval_seed": self.recipe.eval.seed, "train_size": None,
-            "chat": gym.chat, "system_prompt": gym.system_prompt, "max_turns": gym.max_turns,
-            "trained_with": f"ftkit rl ({self.recipe.algo})"})
+        TrainingData(gym=self.task.gym, train_seed=self.recipe.gym.train_seed, eval_seed=self.recipe.eval.seed,
+                     trained_with=f"ftkit rl ({self.recipe.algo})").save(self.model_dir)
 
 
 def _mixed_precision(recipe: RLRecipe) -> str:

@@ -106,7 +106,8 @@ class TextArenaEnv(TextEnv):
 
     Text (any characters, up to 100,000): the messages the game sent to the player since its last
     action (the rules first; then feedback, boards, and the reason the game ended), joined by blank
-    lines. The player's own action is not repeated; `run_episodes(..., chat=True)` gives the history.
+    lines. The player's own action is not repeated; `run_episodes(GymSpec(..., chat=True), ...)` gives
+    the history.
 
     ## Rewards
 
