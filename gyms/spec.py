@@ -94,6 +94,10 @@ class GymSpec:
         """The same task with some constructor arguments changed: `spec.with_kwargs(digits=4)`."""
         return dataclasses.replace(self, kwargs={**self.kwargs, **kwargs})
 
+    def __hash__(self) -> int:  # a value: equal specs hash alike, although kwargs is a dict
+        return hash((self.id, json.dumps(self.kwargs, sort_keys=True, default=repr), self.chat,
+                     self.system_prompt, self.max_turns))
+
     def __str__(self) -> str:
         text = self.id
         if self.kwargs:

@@ -266,6 +266,7 @@ def test_gym_spec_helpers():
     assert str(GymSpec("guess_number", chat=True, max_turns=8)) == "guess_number (chat, max 8 turns)"
     assert spec.with_kwargs(digits=3).kwargs == {"digits": 3, "ops": ["+", "-"]} and spec.kwargs["digits"] == 2
     assert GymSpec.from_dict(spec.to_dict()) == spec and GymSpec.of("arithmetic") == GymSpec("arithmetic")
+    assert len({spec, GymSpec("arithmetic", {"ops": ["+", "-"], "digits": 2}), GymSpec("arithmetic")}) == 2
     assert spec.full_id == "ftkit/Arithmetic-v0" and not spec.is_multi_turn
     assert GymSpec("guess_number").is_multi_turn
     env = spec.make()
