@@ -114,18 +114,20 @@ class NanGuard(TrainerCallback):
 class HeldoutAccuracyCallback(TrainerCallback):
     """Scores exact-match accuracy on held-out gym problems every N steps (for the accuracy curve).
 
-    With a `stop_when` band (`eval.stop_when` in a recipe), training ends at the first of these
-    evaluations whose accuracy, on the watched difficulty, is inside the band. The decision is made
-    on the main process and shared, so every process of a distributed run stops at the same step.
+    With stop conditions (`eval.stop_when` in a recipe), training ends at the first of these evaluations
+    where every condition holds: the accuracy it watches (all problems, or one difficulty) is at least
+    its `min_accuracy`. The decision is made on the main process and shared, so every process of a
+    distributed run stops at the same step.
     """
 
-    def __init__(self, every_steps: int, score_fn, log: MetricsLog, stop_when=None, console: Console | None = None):
+    def __init__(self, every_steps: int, score_fn, log: MetricsLog, stop_when=(), console: Console | None = None):
         self.every_steps = every_steps
-        self.score_fn = score_fn  # model -> (accuracy, accuracy on the watched difficulty), both in [0, 1]
+        # model -> (accuracy on all scored problems, {label: accuracy} for each stop condition's label)
+        self.score_fn = score_fn
         self.log = log
-        self.stop_when = stop_when  # ftkit.config.StopWhenSection or None
+        self.stop_when = list(stop_when)  # ftkit.config.StopCondition
         self.console = console or Console(stderr=True, highlight=False)
-        self.stopped_at: dict[str, Any] | None = None  # the step and accuracy that ended training early
+        self.stopped_at: dict[str, Any] | None = None  # the step and accuracies that ended training early
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         last_step = state.global_step >= state.max_steps  # the final evaluation covers it
@@ -134,25 +136,23 @@ class HeldoutAccuracyCallback(TrainerCallback):
         stop = False
         if state.is_world_process_zero:
             accuracy, watched = self.score_fn(model)
-            record = {"step": state.global_step, "epoch": state.epoch, "heldout_accuracy": accuracy}
-            if self.stop_when is not None:
-                record["stop_when_accuracy"] = watched
-                stop = watched >= self.stop_when.min_accuracy
-            self.log.append(record)
+            self.log.append({"step": state.global_step, "epoch": state.epoch, "heldout_accuracy": accuracy,
+                             **{f"heldout_accuracy {label}": a for label, a in watched.items()}})
+            stop = bool(self.stop_when) and all(a >= c.min_accuracy for c, a in zip(self.stop_when, watched.values()))
             if stop:
                 self._announce_stop(state.global_step, watched)
-        if self.stop_when is not None and _share_from_main(stop):
+        if self.stop_when and _share_from_main(stop):
             control.should_training_stop = True
 
-    def _announce_stop(self, step: int, accuracy: float) -> None:
-        band = self.stop_when
-        self.stopped_at = {"step": step, "accuracy": accuracy}
-        self.console.print(f"stopping at step {step}: held-out accuracy {accuracy:.1%} reached "
-                           f"eval.stop_when.min_accuracy {band.min_accuracy:.0%}")
-        if accuracy > band.max_accuracy:
-            self.console.print(f"[bold yellow]warning:[/] {accuracy:.1%} is past eval.stop_when.max_accuracy "
-                               f"{band.max_accuracy:.0%}: the band was overshot between two evaluations; "
-                               "lower eval.every_steps to check more often")
+    def _announce_stop(self, step: int, watched: dict[str, float]) -> None:
+        self.stopped_at = {"step": step, "accuracy": watched}
+        met = ", ".join(f"{label} {a:.1%} >= {c.min_accuracy:.0%}" for (label, a), c in zip(watched.items(), self.stop_when))
+        self.console.print(f"stopping at step {step}: eval.stop_when holds (held-out accuracy {met})")
+        for (label, a), c in zip(watched.items(), self.stop_when):
+            if a > c.max_accuracy:
+                self.console.print(f"[bold yellow]warning:[/] {label} {a:.1%} is past its max_accuracy "
+                                   f"{c.max_accuracy:.0%}: the band was overshot between two evaluations; "
+                                   "lower eval.every_steps to check more often")
 
 
 def _share_from_main(flag: bool) -> bool:

@@ -19,7 +19,15 @@ from typing import Any, Literal
 import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ftkit.errors import ConfigError, did_you_mean
 from gyms.spec import GymSpec
@@ -103,22 +111,18 @@ class DataConfig(Section):
     completion_only_loss: bool = Field(True, description="Loss on completions / assistant turns only.")
 
 
-class StopWhenSection(Section):
-    """End training at the first held-out evaluation whose accuracy is inside a band.
+class StopCondition(Section):
+    """Held-out accuracy, on all problems or on one difficulty, inside a band."""
 
-    For a stage meant to leave a model half-trained (e.g. the start of an RL run, which learns best
-    between 20% and 70%), whatever the run-to-run timing of the jump in accuracy.
-    """
-
-    min_accuracy: float = Field(ge=0, le=1, description="Stop at the first evaluation at or above this accuracy.")
+    min_accuracy: float = Field(ge=0, le=1, description="Met at or above this accuracy.")
     max_accuracy: float = Field(1.0, ge=0, le=1, description="Top of the band: above it, a warning says it was overshot.")
     difficulty: dict[str, Any] = Field(
         default_factory=dict,
-        description='Watch only the held-out problems of this difficulty, e.g. {op: "-"}; default all of them.',
+        description='Only the held-out problems of this difficulty, e.g. {op: "-"}; default all of them.',
     )
 
     @model_validator(mode="after")
-    def _band(self) -> StopWhenSection:
+    def _band(self) -> StopCondition:
         if self.min_accuracy > self.max_accuracy:
             raise ValueError(f"min_accuracy {self.min_accuracy} is above max_accuracy {self.max_accuracy}")
         return self
@@ -136,16 +140,26 @@ class EvalConfig(Section):
     samples: int = Field(20, ge=0, description="Sample generations written to the run folder.")
     every_steps: int | None = Field(None, gt=0, description="Also score held-out accuracy every N steps.")
     during_training_n: int = Field(200, gt=0, description="Problems scored at each of those points.")
-    stop_when: StopWhenSection | None = Field(
-        None, description="End training once held-out accuracy enters a band (needs every_steps)."
+    stop_when: list[StopCondition] = Field(
+        default_factory=list,
+        description="End training at the first evaluation where every condition holds (needs every_steps): "
+        "e.g. to leave a model half-trained, as the start of an RL run that learns best between 20% and 70%.",
     )
+
+    @field_validator("stop_when", mode="before")
+    @classmethod
+    def _one_condition_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
 
     @model_validator(mode="after")
     def _stop_needs_evaluations(self) -> EvalConfig:
-        if self.stop_when is not None and not self.every_steps:
+        if self.stop_when and not self.every_steps:
             raise ValueError("eval.stop_when needs eval.every_steps: it is checked at those evaluations")
         if self.gym is not None and "train_seed" in self.gym.model_fields_set:
             raise ValueError("eval.gym.train_seed: held-out problems are drawn from eval.seed")
+        watched = [tuple(sorted(c.difficulty.items())) for c in self.stop_when]
+        if len(set(watched)) < len(watched):
+            raise ValueError("eval.stop_when: two conditions watch the same difficulty; merge them into one band")
         return self
 
 
@@ -325,6 +339,8 @@ def _explain(exc: ValidationError, root: type[BaseModel]) -> str:
 def _fields_at(model: type[BaseModel], loc: list[str]) -> list[str]:
     """Field names of the section reached by following `loc` from `model` (for did-you-mean)."""
     for part in loc:
+        if part.isdigit():  # an item of a list of sections (eval.stop_when.0): the section is the item's type
+            continue
         field = model.model_fields.get(part)
         if field is None:
             return []

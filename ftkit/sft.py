@@ -138,15 +138,13 @@ class SFTRun:
         self._check_stop_rule()
 
     def _check_stop_rule(self) -> None:
-        """`eval.stop_when` must watch problems that the evaluations during training score."""
-        ev = self.recipe.eval
-        if ev.stop_when is None:
-            return
-        scored = self.heldout[: ev.during_training_n]
-        if not any(_has_difficulty(p, ev.stop_when.difficulty) for p in scored):
-            seen = sorted({difficulty_key(p.get("difficulty") or {}) for p in scored}) or ["none"]
-            raise ConfigError(f"eval.stop_when.difficulty {ev.stop_when.difficulty} matches none of the held-out "
-                              f"problems scored during training (their difficulties: {', '.join(seen)})")
+        """Each of `eval.stop_when`'s conditions must watch problems that the evaluations during training score."""
+        scored = self.heldout[: self.recipe.eval.during_training_n]
+        for condition in self.recipe.eval.stop_when:
+            if not any(_has_difficulty(p, condition.difficulty) for p in scored):
+                seen = sorted({difficulty_key(p.get("difficulty") or {}) for p in scored}) or ["none"]
+                raise ConfigError(f"eval.stop_when: difficulty {condition.difficulty} matches none of the held-out "
+                                  f"problems scored during training (their difficulties: {', '.join(seen)})")
 
     def _setup_trainer(self) -> None:
         """TRL's trainer for the recipe's kind (SFTTrainer, DPOTrainer, RewardTrainer: one signature)."""
@@ -316,19 +314,20 @@ class SFTRun:
         self.metrics.append({"step": self.trainer.state.global_step, "heldout_accuracy": result.accuracy})
         return result
 
-    def _quick_heldout_accuracy(self, model) -> tuple[float, float]:
-        """Accuracy on the first `eval.during_training_n` held-out problems, and on those of them with the
-        difficulty that `eval.stop_when` watches (all of them without one)."""
+    def _quick_heldout_accuracy(self, model) -> tuple[float, dict[str, float]]:
+        """Accuracy on the first `eval.during_training_n` held-out problems, and on the difficulty that each
+        of `eval.stop_when`'s conditions watches (labelled like eval.json's groups, e.g. "op=-")."""
         ev = self.recipe.eval
         problems = self.heldout[: ev.during_training_n]
         completions = generate(model, self.tokenizer, [p["prompt"] for p in problems],
                                max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
         result = score_completions(self.eval_gym, problems, completions, samples=0)
-        if ev.stop_when is None:
-            return result.accuracy, result.accuracy
-        pairs = [(p, c) for p, c in zip(problems, completions) if _has_difficulty(p, ev.stop_when.difficulty)]
-        watched = score_completions(self.eval_gym, [p for p, _ in pairs], [c for _, c in pairs], samples=0)
-        return result.accuracy, watched.accuracy
+        watched = {}
+        for condition in ev.stop_when:
+            pairs = [(p, c) for p, c in zip(problems, completions) if _has_difficulty(p, condition.difficulty)]
+            part = score_completions(self.eval_gym, [p for p, _ in pairs], [c for _, c in pairs], samples=0)
+            watched[difficulty_key(condition.difficulty)] = part.accuracy
+        return result.accuracy, watched
 
     # -- report ------------------------------------------------------------------------------------
 
