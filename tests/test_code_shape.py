@@ -1,0 +1,67 @@
+"""The library stays readable: small functions, short parameter lists, files one can read in a sitting.
+
+    python -m pytest tests/test_code_shape.py
+
+Limits (STYLE.md, habit 7): a function or method of at most 60 lines, at most 8 parameters (self and
+cls not counted), a module of at most 500 lines. `bench/` and `tests/` are exempt: they are scripts.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("gyms", "data_tools", "ftkit")
+MAX_FUNCTION_LINES = 60
+MAX_PARAMETERS = 8
+MAX_FILE_LINES = 500
+
+
+def library_files() -> list[Path]:
+    return sorted(p for package in PACKAGES for p in (ROOT / package).rglob("*.py"))
+
+
+def shape_problems(source: str, where: str) -> list[str]:
+    """Every function over the line or parameter limit, and the file itself if it is too long."""
+    problems = []
+    lines = len(source.splitlines())
+    if lines > MAX_FILE_LINES:
+        problems.append(f"{where}: {lines} lines (at most {MAX_FILE_LINES}: split it by role)")
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        length = node.end_lineno - node.lineno + 1
+        if length > MAX_FUNCTION_LINES:
+            problems.append(f"{where}:{node.lineno}: {node.name}() is {length} lines (at most {MAX_FUNCTION_LINES})")
+        args = node.args
+        names = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
+        count = len([n for n in names if n not in ("self", "cls")])
+        if count > MAX_PARAMETERS:
+            problems.append(f"{where}:{node.lineno}: {node.name}() takes {count} parameters "
+                            f"(at most {MAX_PARAMETERS}: group options in a dataclass)")
+    return problems
+
+
+def test_library_functions_and_files_stay_small():
+    problems = [p for path in library_files()
+                for p in shape_problems(path.read_text(), str(path.relative_to(ROOT)))]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ("def f():\n" + "    x = 1\n" * 60 + "    return x\n", "f() is 62 lines"),
+    ("def g(a, b, c, d, e, f, g, h, i):\n    pass\n", "g() takes 9 parameters"),
+    ("class C:\n    def m(self, a, b, c, d, e, f, g, *, h, i):\n        pass\n", "m() takes 9 parameters"),
+    ("x = 1\n" * 501, "501 lines"),
+])
+def test_the_check_finds_what_it_should(source, expected):
+    problems = shape_problems(source, "example.py")
+    assert any(expected in p for p in problems), problems
+
+
+def test_the_check_passes_what_it_should():
+    source = "class C:\n    def m(self, a, b, c, d, e, f, g, h):\n" + "        x = 1\n" * 57 + "        return x\n"
+    assert shape_problems(source, "example.py") == []
