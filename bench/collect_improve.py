@@ -1,13 +1,13 @@
 """Does collected data teach? One round of rejection-sampling fine-tuning and one DPO run, from rollouts.
 
-    python bench/collect_improve.py                                   # from runs/gpt2_math_lora/merged
+    python bench/collect_improve.py                                   # from runs/gpt2_math_subtract/model
     python bench/collect_improve.py --model runs/other/model --n 2000 --k 8
 
 Every step is the README's command, run as a user would run it:
 
 1. `ftkit eval`: the start model's greedy held-out accuracy on the task, the RL recipes' (3-digit
-   reversed subtraction). The start is the gpt2_math output with the LoRA stage of
-   `recipes/gpt2_math_lora.yaml` merged in: it solves 29-46% of subtractions, between 20% and 70%.
+   reversed subtraction). The start is the gpt2_math output trained on by
+   `recipes/gpt2_math_subtract.yaml` until it solves 25-60% of subtractions (inside 20-70%).
    (The gpt2_math output alone solves none, and its 16 samples of a problem are all the same wrong
    answer: rollouts would hold nothing to keep and no pairs.)
 2. `ftkit collect rollouts`: the model plays n problems k times at temperature 1; the bench prints
@@ -57,7 +57,7 @@ def accuracy(model: str, out: Path, threads: int, task: list[str] = TASK) -> flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="runs/gpt2_math_lora/merged")
+    parser.add_argument("--model", default="runs/gpt2_math_subtract/model")
     parser.add_argument("--n", type=int, default=6000, help="problems played")
     parser.add_argument("--k", type=int, default=16, help="episodes per problem")
     parser.add_argument("--threads", type=int, default=2)
@@ -70,7 +70,7 @@ def main() -> None:
 
     if not Path(args.model).is_dir():
         sys.exit(f"no model at {args.model}: run `ftkit sft recipes/gpt2_math.yaml` then "
-                 "`ftkit sft recipes/gpt2_math_lora.yaml` first")
+                 "`ftkit sft recipes/gpt2_math_subtract.yaml` first")
     start, start_addition = accuracy(args.model, out, t), accuracy(args.model, out, t, ADDITION)
     print(f"start model {args.model}: held-out accuracy {start:.1%} on 3-digit reversed subtraction "
           f"(addition: {start_addition:.1%})")

@@ -3,8 +3,8 @@
     python bench/rl_learning.py                       # 20 minutes per algorithm, then guess_number
     python bench/rl_learning.py --minutes 5 --algos grpo --skip-guess-number
 
-1. The starting model (default `runs/gpt2_math_lora/merged`: the gpt2_math output with the LoRA stage
-   of `recipes/gpt2_math_lora.yaml` merged in) is scored greedily on the candidate arithmetic tasks, to
+1. The starting model (default `runs/gpt2_math_subtract/model`: the gpt2_math output trained on by
+   `recipes/gpt2_math_subtract.yaml` until subtraction is inside its band) is scored greedily on the candidate arithmetic tasks, to
    show where the RL recipes' task sits: the target is a start between 20% and 70%, where groups of
    samples disagree and RL has room to gain. The gpt2_math output alone scores 100% on addition and 0%
    on subtraction, with all 16 samples of a subtraction identical: no task of it is in the band.
@@ -67,7 +67,7 @@ def run_recipe(recipe: str, model: str | None, minutes: float, threads: int, ext
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="runs/gpt2_math_lora/merged")
+    parser.add_argument("--model", default="runs/gpt2_math_subtract/model")
     parser.add_argument("--minutes", type=float, default=20.0, help="training budget per algorithm")
     parser.add_argument("--algos", nargs="+", default=["grpo", "rloo", "ppo"])
     parser.add_argument("--threads", type=int, default=2)
@@ -81,7 +81,7 @@ def main() -> None:
     quiet_libraries()  # the libraries' advisory chatter would bury the figures
     if not Path(args.model).is_dir():
         sys.exit(f"no model at {args.model}: run `ftkit sft recipes/gpt2_math.yaml` then "
-                 "`ftkit sft recipes/gpt2_math_lora.yaml` first")
+                 "`ftkit sft recipes/gpt2_math_subtract.yaml` first")
 
     import torch
 

@@ -18,7 +18,7 @@ def _error_line(capsys) -> str:
 def test_short_form_runs_the_shipped_recipe_with_flags_as_overrides():
     recipe = recipe_from_args(None, [], gym="arithmetic")
     assert recipe.name == "grpo_arithmetic" and recipe.gym.kwargs["ops"] == ["-"]
-    assert recipe.model.name == "runs/gpt2_math_lora/merged"
+    assert recipe.model.name == "runs/gpt2_math_subtract/model"
     ppo = recipe_from_args(None, ["train.max_steps=7"], gym="arithmetic", algo="ppo", model="some/folder")
     assert (ppo.name, ppo.algo, ppo.model.name, ppo.train.max_steps) == ("ppo_arithmetic", "ppo", "some/folder", 7)
     # No shipped recipe for this pair: the built-in defaults with that gym.
@@ -39,7 +39,7 @@ def test_every_shipped_rl_recipe_validates():
         recipe = load_rl_recipe(Path("recipes") / name)
         assert Path("recipes", name).read_text().startswith(f"# ftkit rl recipes/{name}")
         # Arithmetic starts after the LoRA stage that half-teaches subtraction; guess_number from the flagship.
-        expected = "runs/gpt2_math_lora/merged" if "arithmetic" in name else "runs/gpt2_math/model"
+        expected = "runs/gpt2_math_subtract/model" if "arithmetic" in name else "runs/gpt2_math/model"
         assert recipe.model.name == expected
 
 
@@ -67,5 +67,5 @@ def test_missing_start_model_names_the_command_to_run_first(capsys, tmp_path, mo
     monkeypatch.chdir(tmp_path)  # no runs/ here
     assert main(["rl", "--gym", "arithmetic"]) == 2
     err = _error_line(capsys)
-    assert "runs/gpt2_math_lora/merged" in err and "ftkit sft recipes/gpt2_math_lora.yaml" in err
+    assert "runs/gpt2_math_subtract/model" in err and "ftkit sft recipes/gpt2_math_subtract.yaml" in err
     assert not (tmp_path / "runs" / "grpo_arithmetic").exists()  # no half-made run folder left behind

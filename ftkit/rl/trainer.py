@@ -1,6 +1,6 @@
 """RL against a gym: GRPO, RLOO or PPO, full fine-tuning or LoRA, on Accelerate.
 
-    ftkit rl --gym arithmetic                  # the recipes/grpo_arithmetic.yaml task, from runs/gpt2_math_lora/merged
+    ftkit rl --gym arithmetic                  # the recipes/grpo_arithmetic.yaml task, from runs/gpt2_math_subtract/model
     ftkit rl recipes/ppo_arithmetic.yaml train.max_steps=50
     accelerate launch -m ftkit rl recipes/grpo_arithmetic.yaml
 
