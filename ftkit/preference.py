@@ -54,6 +54,11 @@ class PairsRun(SFTRun):
     """What DPO and reward-model runs share: prompt/chosen/rejected rows, from `data.path`, with the
     folder's validation split (or `data.eval_path`) as held-out pairs. TRL formats the pairs itself."""
 
+    def __init__(self, recipe, **kwargs):
+        super().__init__(recipe, **kwargs)
+        self.train_rows: list[dict[str, Any]] = []  # prompt/chosen/rejected, as read
+        self.eval_rows: list[dict[str, Any]] = []
+
     def _setup_data(self) -> None:
         from datasets import Dataset
 

@@ -81,6 +81,24 @@ class SFTRun:
         self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         self.heldout_callback: callbacks.HeldoutAccuracyCallback | None = None  # with eval.every_steps
+        # Made by _setup_data():
+        self.train_dataset = None  # datasets.Dataset
+        self.train_prompts: set[str] = set()  # held-out problems skip these
+        self.eval_dataset = None  # a held-out file's rows, for the eval loss
+        self.eval_gym: GymSpec | None = None  # what accuracy is scored on
+        self.heldout: list[dict[str, Any]] = []
+        # Made by _setup_model() and _setup_trainer():
+        self.resolved: ResolvedModel | None = None
+        self.tokenizer = None
+        self.model = None
+        self.peft_config = None
+        self.trainer = None  # TRL's SFTTrainer, DPOTrainer or RewardTrainer
+        self.params: dict[str, int] = {}
+        self.layout: dict[str, Any] = {}  # how the global batch is split over processes
+        self.effective_train_args: dict[str, Any] = {}
+        # Made by train() and save_model():
+        self.train_metrics: dict[str, Any] = {}
+        self.model_dir = self.run_dir / "model"
 
     def run(self) -> dict[str, Any]:
         self._setup_data()  # first: a bad dataset should not leave an empty run folder behind

@@ -4,6 +4,8 @@
 
 Limits (STYLE.md, habit 7): a function or method of at most 60 lines, at most 8 parameters (self and
 cls not counted), a module of at most 500 lines. `bench/` and `tests/` are exempt: they are scripts.
+And a class's state is declared where a reader looks for it: every `self.x = ...` of a method names an
+attribute that `__init__` (or the class body, for dataclasses, or a base class) already declares.
 """
 
 from __future__ import annotations
@@ -49,6 +51,58 @@ def test_library_functions_and_files_stay_small():
     problems = [p for path in library_files()
                 for p in shape_problems(path.read_text(), str(path.relative_to(ROOT)))]
     assert not problems, "\n".join(problems)
+
+
+def _self_stores(function: ast.FunctionDef) -> list[ast.Attribute]:
+    return [n for n in ast.walk(function) if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store)
+            and isinstance(n.value, ast.Name) and n.value.id == "self"]
+
+
+def _declared(name: str, classes: dict[str, ast.ClassDef]) -> set[str]:
+    """Attributes a class (and its bases, found by name) declares: in __init__ or in its body."""
+    cls = classes.get(name)
+    if cls is None:
+        return set()
+    names: set[str] = set()
+    for item in cls.body:
+        if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+            names.add(item.target.id)
+        elif isinstance(item, ast.Assign):
+            names |= {t.id for t in item.targets if isinstance(t, ast.Name)}
+        elif isinstance(item, ast.FunctionDef) and item.name in ("__init__", "__post_init__"):
+            names |= {a.attr for a in _self_stores(item)}
+    for base in cls.bases:
+        if isinstance(base, ast.Name):
+            names |= _declared(base.id, classes)
+    return names
+
+
+def undeclared_state(sources: dict[str, str]) -> list[str]:
+    """`where: Class.method sets self.x` for every attribute first set outside __init__."""
+    classes, homes = {}, {}
+    for where, source in sources.items():
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ClassDef):
+                classes[node.name], homes[node.name] = node, where
+    problems = []
+    for name, cls in classes.items():
+        declared = _declared(name, classes)
+        for item in cls.body:
+            if isinstance(item, ast.FunctionDef) and item.name not in ("__init__", "__post_init__"):
+                problems += [f"{homes[name]}:{a.lineno}: {name}.{item.name} sets self.{a.attr}, which __init__ "
+                             "does not declare" for a in _self_stores(item) if a.attr not in declared]
+    return problems
+
+
+def test_run_state_is_declared_in_init():
+    problems = undeclared_state({str(p.relative_to(ROOT)): p.read_text() for p in library_files()})
+    assert not problems, "\n".join(problems)
+
+
+def test_the_state_check_finds_what_it_should():
+    source = ("class A:\n    def __init__(self):\n        self.a = 1\n"
+              "class B(A):\n    def setup(self):\n        self.a = 2\n        self.b = 3\n")
+    assert undeclared_state({"x.py": source}) == ["x.py:7: B.setup sets self.b, which __init__ does not declare"]
 
 
 @pytest.mark.parametrize(("source", "expected"), [
