@@ -25,6 +25,12 @@ PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 
 
 def main(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Run a DPO or reward-model recipe end to end; returns the summary (also written to summary.json).
+
+        ftkit dpo recipes/dpo_arithmetic.yaml        # or: ftkit rm recipes/rm_arithmetic.yaml
+
+        summary = ftkit.preference.main(load_recipe("recipes/dpo_arithmetic.yaml", kind="dpo"))
+    """
     run = {"dpo": DPORun, "rm": RewardModelRun}[recipe.kind]
     return run(recipe, resume=resume, overwrite=overwrite).run()
 

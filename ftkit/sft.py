@@ -51,7 +51,12 @@ from gyms.spec import GymSpec
 
 
 def main(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
-    """Run a recipe end to end; returns the summary (also written to summary.json)."""
+    """Run a recipe end to end; returns the summary (also written to summary.json).
+
+        ftkit sft recipes/gpt2_math.yaml train.learning_rate=1e-4
+
+        summary = ftkit.sft.main(load_recipe("recipes/gpt2_math.yaml", ["train.learning_rate=1e-4"]))
+    """
     return SFTRun(recipe, resume=resume, overwrite=overwrite).run()
 
 

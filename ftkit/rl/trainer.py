@@ -47,7 +47,12 @@ from ftkit.runs import TrainingData, save_folder_atomic, start_run_folder
 
 
 def main(recipe: RLRecipe, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
-    """Run an RL recipe end to end; returns the summary (also written to summary.json)."""
+    """Run an RL recipe end to end; returns the summary (also written to summary.json).
+
+        ftkit rl recipes/grpo_arithmetic.yaml train.max_steps=50
+
+        summary = ftkit.rl.trainer.main(load_rl_recipe("recipes/grpo_arithmetic.yaml", ["train.max_steps=50"]))
+    """
     return RLRun(recipe, resume=resume, overwrite=overwrite).run()
 
 
