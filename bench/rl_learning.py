@@ -102,19 +102,20 @@ def main() -> None:
         results = list(pool.map(lambda recipe: run_recipe(
             recipe, args.model if "arithmetic" in recipe else None, args.minutes, threads, []), recipes))
     rows, guess = results[: len(args.algos)], results[len(args.algos) :]
-    print(f"\nRL on 3-digit reversed subtraction, {args.minutes:g} minutes of training each, {threads} thread(s) "
-          f"each, {args.jobs} run(s) at a time; 'addition after' checks that the skill RL did not train on held")
-    print(f"{'recipe':<18} {'before':>8} {'after':>8} {'gain':>8} {'steps':>7} {'wall':>8} {'addition after':>15}"
-          "   target: gain >= 15 points")
+    print(f"\nRL on the recipes' task, {args.minutes:g} minutes of training each, "
+          f"{threads} thread(s) each, {args.jobs} run(s) at a time; then each operation alone")
+    print(f"{'recipe':<18} {'before':>8} {'after':>8} {'gain':>8} {'steps':>7} {'wall':>8} {'subtraction':>17} "
+          f"{'addition':>17}   target: gain >= 15 points")
     for r in rows:
         if "error" in r:
             print(f"{r['name']:<18} failed: {r['error']}")
             continue
         gain = (r["heldout_accuracy_end"] - r["heldout_accuracy_start"]) * 100
-        addition = greedy_accuracy(str(r["run_dir"] / "model"), {"addition": ADDITION}, args.eval_n)["addition"]
+        ops = {name: CANDIDATES[name] for name in ("subtraction (the RL recipes' task)", "addition")}
+        after = greedy_accuracy(str(r["run_dir"] / "model"), ops, args.eval_n)
+        each = " ".join(f"{start[name]:8.1%} -> {after[name]:5.1%}" for name in ops)
         print(f"{r['name']:<18} {r['heldout_accuracy_start']:8.1%} {r['heldout_accuracy_end']:8.1%} "
-              f"{gain:+7.1f}p {r['steps']:7d} {r['wall_s'] / 60:7.1f}m {start['addition']:6.1%} -> {addition:5.1%}"
-              f"   {'met' if gain >= 15 else 'not met'}")
+              f"{gain:+7.1f}p {r['steps']:7d} {r['wall_s'] / 60:7.1f}m {each}   {'met' if gain >= 15 else 'not met'}")
 
     for g in guess:
         print("\nmulti-turn: guess_number (1 to 16, at most 7 guesses), held-out episodes")
