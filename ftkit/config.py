@@ -157,7 +157,8 @@ class EvalConfig(Section):
             raise ValueError("eval.stop_when needs eval.every_steps: it is checked at those evaluations")
         if self.gym is not None and "train_seed" in self.gym.model_fields_set:
             raise ValueError("eval.gym.train_seed: held-out problems are drawn from eval.seed")
-        watched = [tuple(sorted(c.difficulty.items())) for c in self.stop_when]
+        # as `_has_difficulty` matches them: values as text, so {digits: 3} and {digits: "3"} are one
+        watched = [tuple(sorted((k, str(v)) for k, v in c.difficulty.items())) for c in self.stop_when]
         if len(set(watched)) < len(watched):
             raise ValueError("eval.stop_when: two conditions watch the same difficulty; merge them into one band")
         return self

@@ -107,6 +107,7 @@ class SFTRun:
 
     def run(self) -> dict[str, Any]:
         self._setup_data()  # first: a bad dataset should not leave an empty run folder behind
+        self._check_stop_rule()
         self._setup_run_dir()
         try:
             self._setup_model()
@@ -158,11 +159,13 @@ class SFTRun:
         if self.eval_gym and self.recipe.eval.n > 0:
             self.heldout = heldout_problems(self.eval_gym, self.recipe.eval.n, self.recipe.eval.seed,
                                             exclude_prompts=self.train_prompts)
-        self._check_stop_rule()
 
     def _check_stop_rule(self) -> None:
         """Each of `eval.stop_when`'s conditions must watch problems that the evaluations during training score."""
         scored = self.heldout[: self.recipe.eval.during_training_n]
+        if self.recipe.eval.stop_when and not scored:
+            raise ConfigError("eval.stop_when needs held-out problems to score: give the recipe a gym (or eval.gym) "
+                              "and eval.n > 0")
         for condition in self.recipe.eval.stop_when:
             if not any(_has_difficulty(p, condition.difficulty) for p in scored):
                 seen = sorted({difficulty_key(p.get("difficulty") or {}) for p in scored}) or ["none"]
@@ -407,7 +410,7 @@ def _gym_training_records(recipe: Recipe) -> list[dict[str, Any]]:
     from data_tools.gym_data import gym_examples
 
     gym = recipe.gym
-    if gym.train_seed == recipe.eval.seed and (recipe.eval.gym is None or recipe.eval.gym.id == gym.id):
+    if gym.train_seed == recipe.eval.seed and (recipe.eval.gym is None or recipe.eval.gym.spec().full_id == gym.spec().full_id):
         raise ConfigError(f"gym.train_seed and eval.seed are both {gym.train_seed}: give the held-out "
                           "problems a seed of their own")
     return gym_examples(gym.spec(), recipe.data.train_size, gym.train_seed)

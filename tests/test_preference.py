@@ -119,3 +119,19 @@ def test_pairs_missing_a_column_name_the_row(tmp_path, tiny_model, capsys):
     recipe.write_text(yaml.safe_dump(preference_recipe(tmp_path, "dpo", str(bad), tiny_model, eval={"n": 0})))
     assert main(["dpo", str(recipe)]) == 2
     assert "row 1: missing rejected" in capsys.readouterr().err
+
+
+
+@pytest.mark.parametrize(("kind", "stop", "message"), [
+    ("dpo", {"min_accuracy": 0.5, "difficulty": {"op": "*"}}, "matches none of the held-out problems"),
+    ("rm", {"min_accuracy": 0.5}, "needs held-out problems"),  # a reward model is scored on pairs, not a gym
+])
+def test_preference_runs_check_their_stop_conditions(tmp_path, pairs_folder, tiny_model, kind, stop, message):
+    from ftkit import preference
+    from ftkit.errors import ConfigError
+
+    raw = preference_recipe(tmp_path, kind, pairs_folder, tiny_model, gym={"id": "arithmetic", "kwargs": {"digits": 1}})
+    raw["eval"].update(every_steps=2, stop_when=stop)
+    with pytest.raises(ConfigError, match=message):
+        preference.main(validate_recipe(raw))
+    assert not (tmp_path / kind).exists()  # checked before the run folder is made

@@ -108,3 +108,15 @@ def test_a_condition_on_a_difficulty_no_problem_has_is_an_error(tiny_recipe):
     with pytest.raises(ConfigError, match="matches none of the held-out problems"):
         sft.main(validate_recipe(raw))
     assert not validate_recipe(raw).run_dir.exists()
+
+
+def test_stop_when_without_held_out_problems_is_an_error(tiny_recipe):
+    raw = tiny_recipe(eval={**_eval_section(stop_when={"min_accuracy": 0.5}), "n": 0})
+    with pytest.raises(ConfigError, match="needs held-out problems"):
+        sft.main(validate_recipe(raw))
+
+
+def test_conditions_on_the_same_difficulty_written_two_ways_are_one_error(tiny_recipe):
+    same = [{"min_accuracy": 0.2, "difficulty": {"digits": 2}}, {"min_accuracy": 0.5, "difficulty": {"digits": "2"}}]
+    with pytest.raises(ConfigError, match="watch the same difficulty"):
+        validate_recipe(tiny_recipe(eval=_eval_section(stop_when=same)))
