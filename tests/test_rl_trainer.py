@@ -141,12 +141,12 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path, first_byte_gym, monk
     interrupted = rl_recipe(tmp_path / "b", train={"max_steps": 4, "save_steps": 2}, eval={"n": 0})
     original = trainer.RLRun.train_step
 
-    def crash_at_step_3(self):
-        if self.step == 3:
-            raise KeyboardInterrupt  # what a kill between checkpoints leaves: checkpoint-2 and no model
+    def crash_at_step_4(self):
+        if self.step == 3:  # steps 1-3 done and logged: a kill between checkpoints leaves checkpoint-2 and no model
+            raise KeyboardInterrupt
         return original(self)
 
-    monkeypatch.setattr(trainer.RLRun, "train_step", crash_at_step_3)
+    monkeypatch.setattr(trainer.RLRun, "train_step", crash_at_step_4)
     with pytest.raises(KeyboardInterrupt):
         run(interrupted)
     monkeypatch.setattr(trainer.RLRun, "train_step", original)
@@ -158,6 +158,9 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path, first_byte_gym, monk
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
     steps = [r["step"] for r in read_metrics(tmp_path / "b" / "run") if "reward_mean" in r]
     assert steps == [1, 2, 3, 4]  # nothing logged twice
+    trajectory_steps = [[json.loads(line)["step"] for line in (tmp_path / side / "run" / "trajectories.jsonl").open()]
+                        for side in ("a", "b")]
+    assert trajectory_steps[1] == trajectory_steps[0]  # step 3's trajectories too
 
 
 def test_resume_without_a_checkpoint_is_one_clear_error(tmp_path, first_byte_gym):

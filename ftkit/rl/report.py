@@ -95,11 +95,14 @@ class Report:
         return {"eval_history": self.eval_history, "warned": self.warned}
 
     def load_state_dict(self, state: dict[str, Any], step: int) -> None:
-        """Resume at `step`: the state saved with it, and metrics.jsonl cut back to it (nothing logged twice)."""
+        """Resume at `step`: the state saved with it, and metrics.jsonl and trajectories.jsonl cut back to
+        it (nothing logged twice)."""
         self.eval_history = list(state.get("eval_history", []))
         self.warned = dict(state.get("warned", {}))
         if self.is_main:
             self.metrics.truncate_after(step)
+            if (self.run_dir / "trajectories.jsonl").is_file():
+                MetricsLog(self.run_dir / "trajectories.jsonl").truncate_after(step)
 
     def write_summary(self, result: EvalResult | None, resolved: ResolvedModel, step: int,
                       wall_time_s: float | None, parameters: dict[str, int], resumed: bool) -> dict[str, Any]:
