@@ -4,7 +4,8 @@ Every message says the bad value, what was expected, and how to fix it. The comm
 (`ftkit/cli/__init__.py`) catches `FtkitError` and prints `error: <message>`; anything else is a bug and
 keeps its traceback.
 
-The root class and the errors of the lower floors are defined there and re-exported here, so that ftkit
+The root class and the errors of the lower floors are defined in `gyms/errors.py` (`UserError`,
+`GymError`) and `data_tools/errors.py` (`DataError`) and re-exported here, so that ftkit
 code names them all from one place: `FtkitError` is `gyms.errors.UserError`, `GymError` is the gyms'
 own and `DataError` is data_tools'. A `GymError` raised by a gym is therefore an `FtkitError` too.
 """

@@ -24,7 +24,7 @@ from typing import Any
 
 # Re-exported: sft and rl save models and checkpoints through ftkit.runs.
 from data_tools.atomic import save_folder_atomic as save_folder_atomic
-from ftkit.errors import FtkitError, TrainingError
+from ftkit.errors import FtkitError, ModelError, TrainingError
 from gyms.spec import GymSpec
 
 # Written into a trained model's folder so that `ftkit eval` can find its task and skip its training problems.
@@ -59,7 +59,11 @@ class TrainingData:
         path = Path(model_dir) / TRAINING_DATA_FILE
         if not path.is_file():
             return None
-        raw = json.loads(path.read_text())
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}); delete it to use the folder "
+                             "without its training record") from None
         gym = raw.get("gym")
         if isinstance(gym, str):  # written before the gym section: flat keys
             gym = {"id": gym, "kwargs": raw.get("gym_kwargs") or {},

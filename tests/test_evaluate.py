@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from data_tools.gym_data import gym_examples
 from ftkit.cli import main
 from ftkit.evaluate import difficulty_key, heldout_problems, samples_markdown, score_completions
@@ -99,3 +101,12 @@ def test_eval_defaults_to_the_task_a_run_trained_on_and_skips_its_problems():
     spec, _, exclude = defaults_from_training(GymSpec("guess_number", {"max_number": 16}), chat, None)
     assert spec == GymSpec("guess_number", {"max_number": 16}, chat=True, max_turns=6) and not exclude
     assert defaults_from_training(GymSpec("arithmetic"), None, None) == (GymSpec("arithmetic"), 1, frozenset())
+
+
+def test_a_corrupt_training_record_is_a_one_line_error(tmp_path):
+    from ftkit.errors import ModelError
+    from ftkit.runs import TRAINING_DATA_FILE, TrainingData
+
+    (tmp_path / TRAINING_DATA_FILE).write_text('{"gym": ')
+    with pytest.raises(ModelError, match="not valid JSON"):
+        TrainingData.read(tmp_path)

@@ -69,3 +69,11 @@ def test_missing_start_model_names_the_command_to_run_first(capsys, tmp_path, mo
     err = _error_line(capsys)
     assert "runs/gpt2_math_subtract/model" in err and "ftkit sft recipes/gpt2_math_subtract.yaml" in err
     assert not (tmp_path / "runs" / "grpo_arithmetic").exists()  # no half-made run folder left behind
+
+
+def test_a_dpo_recipe_given_to_ftkit_rl_names_the_right_command():
+    from ftkit.errors import ConfigError
+    from ftkit.rl.config import load_rl_recipe
+
+    with pytest.raises(ConfigError, match="run it with `ftkit dpo recipes/dpo_arithmetic.yaml`"):
+        load_rl_recipe("recipes/dpo_arithmetic.yaml")

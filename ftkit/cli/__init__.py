@@ -69,7 +69,7 @@ def quiet_libraries() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    # Overrides may come after flags (`ftkit rl --gym arithmetic --overwrite train.steps=5`), which
+    # Overrides may come after flags (`ftkit rl --gym arithmetic --overwrite train.max_steps=5`), which
     # argparse alone rejects once the positionals are consumed: collect those key=value words here.
     raw_argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(raw_argv)

@@ -271,12 +271,12 @@ def _claim_progress(out: str, command: str) -> tuple[Path, Path]:
 
 
 def _rollout_rows(source: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    from data_tools.store import read_manifest, read_rows
+    from data_tools.store import is_collected, read_manifest, read_rows
 
     rows = read_rows(source)
     if not rows or "reward" not in rows[0]:
         raise DataError(f"{source} has no reward column: give it a folder from `ftkit collect rollouts`")
-    manifest = read_manifest(source) if (Path(source) / "collect.json").is_file() else {}
+    manifest = read_manifest(source) if is_collected(source) else {}
     return rows, {k: manifest[k] for k in ("gym", "gym_kwargs", "model", "seed") if k in manifest}
 
 

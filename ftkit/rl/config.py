@@ -189,8 +189,11 @@ def load_rl_recipe(path: str | Path | None, overrides: list[str] | None = None,
         raw = read_recipe_dict(path, overrides)
     else:
         raw = merge_overrides(base or {}, overrides) if overrides else dict(base or {})
-    if path is not None and "algo" not in raw and "data" in raw:
-        raise ConfigError(f"{path} is an SFT recipe (it has `data:`): run it with `ftkit sft {path}`")
+    if path is not None and "algo" not in raw and ("data" in raw or "kind" in raw):
+        kind = raw.get("kind", "sft")
+        label = {"sft": "an SFT", "dpo": "a DPO", "rm": "a reward-model"}.get(kind, f"a {kind}")
+        raise ConfigError(f"{path} is {label} recipe (it has `{'kind' if 'kind' in raw else 'data'}:`): "
+                          f"run it with `ftkit {kind} {path}`")
     reject_moved_keys(raw, RENAMED_KEYS, "TRL's GRPOConfig name", _RENAME_NOTES)
     return validate_section(raw, RLRecipe)
 

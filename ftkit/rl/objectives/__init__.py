@@ -3,14 +3,15 @@
     python -c "from ftkit.rl.objectives import OBJECTIVES; print(sorted(OBJECTIVES))"
 
 A new objective (DAPO, GSPO, REINFORCE++...) is one `Objective` subclass in a module of its own,
-added to the tuple below and to `RLRecipe.algo`'s choices, with a test file of its own.
+added to the tuple below, to `RLRecipe.algo`'s choices and to `ftkit rl --algo`'s (`ftkit/cli/rl.py`, kept
+free of torch so that `ftkit --help` stays fast), with a test file of its own.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ftkit.rl.objectives.base import LossInputs, MeanStd, Objective, ScoredBatch
+from ftkit.rl.objectives.base import LossInputs, Objective, ScoredBatch
 from ftkit.rl.objectives.grpo import GRPO
 from ftkit.rl.objectives.ppo import PPO
 from ftkit.rl.objectives.rloo import RLOO
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (GRPO, RLOO, PPO)}
 
-__all__ = ["OBJECTIVES", "GRPO", "PPO", "RLOO", "LossInputs", "MeanStd", "Objective", "ScoredBatch",
+__all__ = ["OBJECTIVES", "GRPO", "PPO", "RLOO", "LossInputs", "Objective", "ScoredBatch",
            "make_objective"]
 
 
