@@ -318,6 +318,9 @@ def merge_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]
     except OmegaConfBaseException as exc:
         raise ConfigError(f"cannot apply overrides {' '.join(overrides)}: {str(exc).splitlines()[0]}") from None
+    except TypeError:  # OmegaConf's word for `key.0.sub=value` into a list: dotted keys reach mappings only
+        raise ConfigError(f"cannot apply overrides {' '.join(overrides)}: a dotted key cannot reach inside a list; "
+                          "give the whole list, e.g. 'eval.stop_when=[{min_accuracy: 0.4}]'") from None
 
 
 def _explain(exc: ValidationError, root: type[BaseModel]) -> str:

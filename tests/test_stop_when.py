@@ -120,3 +120,11 @@ def test_conditions_on_the_same_difficulty_written_two_ways_are_one_error(tiny_r
     same = [{"min_accuracy": 0.2, "difficulty": {"digits": 2}}, {"min_accuracy": 0.5, "difficulty": {"digits": "2"}}]
     with pytest.raises(ConfigError, match="watch the same difficulty"):
         validate_recipe(tiny_recipe(eval=_eval_section(stop_when=same)))
+
+
+def test_a_dotted_key_into_the_list_of_conditions_is_a_one_line_error(capsys):
+    from ftkit.cli import main
+
+    assert main(["sft", "recipes/gpt2_math_subtract.yaml", "eval.stop_when.0.min_accuracy=0.4"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach inside a list" in err and len(err.strip().splitlines()) == 1
