@@ -19,6 +19,8 @@ from gyms.safe_math import BinOp, Expr, Num, evaluate, to_text
 OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul}
 OP_ALIASES = {"×": "*", "−": "-"}  # the multiplication sign and the Unicode minus, as people type them
 ANSWER_FORMATS = ("plain", "reversed")
+PROMPT_STYLES = ("equation", "question")
+ANSWER_PARSES = ("first_line", "last_number")
 REVERSED_PREFIX = "rev "
 # Operands are drawn with numpy's int64 generator; 18 digits is the most that always fits.
 MAX_DIGITS = 18
@@ -26,7 +28,8 @@ MAX_TERMS = 8
 RESET_OPTIONS = ("op", "digits", "terms")
 # The longest problem: "rev ", MAX_TERMS operands, the operators between them, a pair of parentheses
 # around every operation but the outermost, and "=".
-MAX_PROBLEM_LENGTH = 4 + MAX_TERMS * MAX_DIGITS + (MAX_TERMS - 1) + 2 * (MAX_TERMS - 2) + 1
+# With prompt_style="question": "What is " and "?" instead of "=", and a space either side of each operator.
+MAX_PROBLEM_LENGTH = 4 + MAX_TERMS * MAX_DIGITS + (MAX_TERMS - 1) + 2 * (MAX_TERMS - 2) + 1 + 8 + 2 * (MAX_TERMS - 1)
 
 # ASCII digits only: Python's `\d` also matches full-width and other scripts' digits ("５７９").
 _INTEGER = re.compile(r"-?[0-9]+")
@@ -48,18 +51,37 @@ def parse_answer(response: str) -> str | None:
     return first_line if _INTEGER.fullmatch(first_line) else None
 
 
-def score_answer(response: str, answer: str) -> float:
-    """1.0 when the response's first line is exactly the answer, else 0.0:
+def parse_last_number(response: str) -> str | None:
+    """The last integer anywhere in the response, or None when it has none:
+
+    >>> parse_last_number("23 + 45 = 68."), parse_last_number("It is -7, I think"), parse_last_number("no")
+    ('68', '-7', None)
+
+    For chat models that answer in their own words ("R1-Zero" style RL: only the result is checked).
+    A "-" right before the digits counts as the sign.
+    """
+    numbers = _INTEGER.findall(response)
+    return numbers[-1] if numbers else None
+
+
+PARSERS = {"first_line": parse_answer, "last_number": parse_last_number}
+
+
+def score_answer(response: str, answer: str, answer_parse: str = "first_line") -> float:
+    """1.0 when the response gives exactly the answer, else 0.0:
 
     >>> score_answer("579", "579"), score_answer("579 579", "579"), score_answer("+579", "579")
     (1.0, 0.0, 0.0)
+    >>> score_answer("123 + 456 = 579", "579", answer_parse="last_number")
+    1.0
 
-    The gym's reward and `ftkit eval` both call this function, so they cannot drift apart.
+    `answer_parse` says where the answer is: the first line, or the last number in the response. The
+    gym's reward and `ftkit eval` both call this function, so they cannot drift apart.
     """
-    return 1.0 if parse_answer(response) == answer else 0.0
+    return 1.0 if PARSERS[answer_parse](response) == answer else 0.0
 
 
-def partial_score(response: str, answer: str) -> float:
+def partial_score(response: str, answer: str, answer_parse: str = "first_line") -> float:
     """The share of the answer's characters the response has in the right place, 1.0 only when exact:
 
     >>> partial_score("975", "975"), partial_score("985", "975"), partial_score("97", "975"), partial_score("x", "975")
@@ -70,7 +92,7 @@ def partial_score(response: str, answer: str) -> float:
     reversed format that is least-significant first, the order the digits are computed in); a longer
     or shorter answer is divided by the longer of the two lengths, so only the exact answer scores 1.
     """
-    parsed = parse_answer(response)
+    parsed = PARSERS[answer_parse](response)
     if parsed is None:
         return 0.0
     if parsed == answer:
@@ -112,13 +134,16 @@ class ArithmeticEnv(TextEnv):
 
     Text (printable ASCII, up to 4096 characters): the answer. Only the first line counts, stripped of
     surrounding whitespace; see `parse_answer`. Longer or non-ASCII actions are accepted and score 0.
+    With `answer_parse="last_number"` the answer is the last integer anywhere in the text
+    (`parse_last_number`): "23 + 45 = 68" answers 68.
 
     ## Observation Space
 
-    Text (printable ASCII, up to 168 characters): `"123+456="`, `"123-456="`, `"12*34="`, with
+    Text (printable ASCII, up to 190 characters): `"123+456="`, `"123-456="`, `"12*34="`, with
     `terms=4` `"(12+7)*3-4="`. With
     `answer_format="reversed"` the problem is prefixed with `"rev "` (`"rev 123+456="`), telling the
-    player to write the result's digits least-significant first. After the step it is `""`.
+    player to write the result's digits least-significant first. With `prompt_style="question"` it is
+    a question a chat model reads naturally: `"What is 123 + 456?"`. After the step it is `""`.
 
     ## Rewards
 
@@ -144,6 +169,9 @@ class ArithmeticEnv(TextEnv):
       `ops=["+", "-"], op_weights=[4, 1]` for four additions to one subtraction. Default: uniform.
     - `partial_credit`: reward wrong answers by their share of right characters (see Rewards).
       Default False.
+    - `prompt_style`: "equation" (`123+456=`) or "question" (`What is 123 + 456?`). Default "equation".
+    - `answer_parse`: "first_line" (the first line must be the integer) or "last_number" (the last
+      integer in the text counts, for models that answer in words). Default "first_line".
     - `render_mode`: None or "ansi".
 
     `reset(options={"op": "*", "digits": 5, "terms": 3})` pins the operator (every operator, when
@@ -158,7 +186,8 @@ class ArithmeticEnv(TextEnv):
 
     - v0: initial version. Later, still v0 because every default problem is unchanged: `terms` for
       longer expressions with parentheses, and the observation space's length raised from 64 to 168
-      characters to fit them; `op_weights`; `partial_credit` (off by default).
+      characters to fit them (190 with `prompt_style`); `op_weights`; `partial_credit` (off by default); `prompt_style` and
+      `answer_parse` (defaults unchanged) for chat models.
     """
 
     has_oracle = True
@@ -172,6 +201,8 @@ class ArithmeticEnv(TextEnv):
         terms: int | Sequence[int] = 2,
         op_weights: Sequence[float] | None = None,
         partial_credit: bool = False,
+        prompt_style: str = "equation",
+        answer_parse: str = "first_line",
     ) -> None:
         super().__init__(
             render_mode=render_mode, max_observation_length=MAX_PROBLEM_LENGTH, max_action_length=4096
@@ -184,6 +215,8 @@ class ArithmeticEnv(TextEnv):
         if not isinstance(partial_credit, bool):
             raise GymError(f"partial_credit must be true or false; got {partial_credit!r}")
         self.partial_credit = partial_credit
+        self.prompt_style = _check_choice(prompt_style, "prompt_style", PROMPT_STYLES)
+        self.answer_parse = _check_choice(answer_parse, "answer_parse", ANSWER_PARSES)
         self._op = ""  # the operator, or with three or more terms the operators that occur
         self._num_digits = 0
         self._num_terms = 2
@@ -206,13 +239,17 @@ class ArithmeticEnv(TextEnv):
             value, problem = self._draw_long_problem(options)
         self._answer = format_answer(value, self.answer_format)
         prefix = REVERSED_PREFIX if self.answer_format == "reversed" else ""
-        obs = f"{prefix}{problem}="
+        if self.prompt_style == "question":  # operators spaced out: operands are >= 0, so every sign is one
+            spaced = re.sub(r"([-+*])", r" \1 ", problem)
+            obs = f"{prefix}What is {spaced}?"
+        else:
+            obs = f"{prefix}{problem}="
         return obs, {"answer": self._answer, "difficulty": self._difficulty()}
 
     def _step(self, action: str) -> tuple[str, float, bool, bool, dict]:
-        parsed = parse_answer(action)
-        solved = score_answer(action, self._answer) == 1.0
-        reward = partial_score(action, self._answer) if self.partial_credit else float(solved)
+        parsed = PARSERS[self.answer_parse](action)
+        solved = score_answer(action, self._answer, self.answer_parse) == 1.0
+        reward = partial_score(action, self._answer, self.answer_parse) if self.partial_credit else float(solved)
         info = {
             "answer": self._answer,
             "parsed": parsed,
@@ -317,6 +354,12 @@ def _check_op_weights(weights: Any, ops: tuple[str, ...]) -> tuple[float, ...] |
         raise GymError(f"op_weights must be non-negative numbers with a positive sum; got {list(weights)!r}")
     total = float(sum(weights))
     return tuple(float(w) / total for w in weights)
+
+
+def _check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise GymError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
 
 
 def _check_answer_format(answer_format: Any) -> str:
