@@ -44,10 +44,11 @@ class SamplingParams:
 class Completion:
     """One sampled completion.
 
-    `token_ids` are the tokens the model sampled, up to and including the end-of-text token or the
-    tokens that completed a stop string, and `logprobs[i]` is the log-probability of `token_ids[i]`
-    under the distribution it was sampled from (after temperature and top-p). `text` is the decoded
-    completion without the end-of-text token and without the stop string.
+    `token_ids` are the tokens the model sampled, up to and including the stop token (any of
+    `ftkit.chat.stop_token_ids`: the end-of-text token, the chat template's end of turn, the model's
+    `generation_config.eos_token_id`) or the tokens that completed a stop string, and `logprobs[i]` is
+    the log-probability of `token_ids[i]` under the distribution it was sampled from (after temperature
+    and top-p). `text` is the decoded completion without the stop token and without the stop string.
     """
 
     prompt: Prompt
@@ -87,15 +88,20 @@ class HFEngine:
             return prompt
         if prompt and isinstance(prompt[0], int):
             return self.tokenizer.decode(prompt)
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise ValueError("chat-message prompts need a tokenizer with a chat template")
+        _check_chat(self.tokenizer)
         return self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 
     def encode(self, prompt: Prompt) -> list[int]:
-        """Token ids of a prompt: ids pass through; text and chat are tokenized as a tokenizer call would."""
+        """Token ids of a prompt, as `ftkit.chat.Formatter.prompt_ids` makes them at every stage: ids pass
+        through, text gets the tokenizer's special tokens (BOS where it adds one), chat messages are
+        rendered and tokenized without them (the template writes its own BOS, and one is enough)."""
+        from ftkit.chat import Formatter
+
         if isinstance(prompt, list) and prompt and isinstance(prompt[0], int):
             return list(prompt)
-        return self.tokenizer(self.render(prompt))["input_ids"]
+        if not isinstance(prompt, str):
+            _check_chat(self.tokenizer)
+        return Formatter(self.tokenizer).prompt_ids(prompt)
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[Completion]:
         """Completions in the order of `prompts`.
@@ -103,18 +109,21 @@ class HFEngine:
         Prompts are batched by length (shortest first), so that each batch holds similar lengths and
         little padding; the results are put back in the caller's order.
         """
+        from ftkit.chat import stop_token_ids
+
         encoded = [self.encode(p) for p in prompts]
+        stops = stop_token_ids(self.tokenizer, self.model)  # the chat template's end of turn too
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
         results: list[Completion | None] = [None] * len(prompts)
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
-            batch = self._generate_batch([prompts[i] for i in rows], [encoded[i] for i in rows], params)
+            batch = self._generate_batch([prompts[i] for i in rows], [encoded[i] for i in rows], params, stops)
             for i, completion in zip(rows, batch):
                 results[i] = completion
         return results  # type: ignore[return-value]
 
-    def _generate_batch(self, prompts: list[Prompt], encoded: list[list[int]],
-                        params: SamplingParams) -> list[Completion]:
+    def _generate_batch(self, prompts: list[Prompt], encoded: list[list[int]], params: SamplingParams,
+                        stops: list[int]) -> list[Completion]:
         import torch
 
         tok = self.tokenizer
@@ -126,7 +135,7 @@ class HFEngine:
         enc = enc.to(self.model.device)
         greedy = params.temperature == 0
         kwargs: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "do_sample": not greedy,
-                                  "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id,
+                                  "pad_token_id": tok.pad_token_id, "eos_token_id": stops,
                                   "return_dict_in_generate": True, "output_scores": params.logprobs}
         if not greedy:
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
@@ -153,15 +162,14 @@ class HFEngine:
         for row, prompt in enumerate(prompts):
             prompt_ids = enc["input_ids"][row][enc["attention_mask"][row].bool()].tolist()
             completions.append(self._finish(prompt, prompt_ids, new_tokens[row].tolist(),
-                                            token_logprobs[row].tolist(), params))
+                                            token_logprobs[row].tolist(), params, stops))
         return completions
 
     def _finish(self, prompt: Prompt, prompt_ids: list[int], ids: list[int], logprobs: list[float],
-                params: SamplingParams) -> Completion:
-        """Cut one row at its end: the end-of-text token, a stop string, or the length limit."""
-        eos = self.tokenizer.eos_token_id
+                params: SamplingParams, stops: list[int]) -> Completion:
+        """Cut one row at its end: the first stop token (`stops`), a stop string, or the length limit."""
         for i, token in enumerate(ids):
-            if token == eos:
+            if token in stops:
                 ids, logprobs = ids[: i + 1], logprobs[: i + 1]
                 return Completion(prompt, prompt_ids, self._decode(ids[:-1]), ids, logprobs, "eos")
         for end in range(1, len(ids) + 1 if params.stop else 0):  # the shortest prefix holding a stop string
@@ -173,3 +181,8 @@ class HFEngine:
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def _check_chat(tokenizer) -> None:
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("chat-message prompts need a tokenizer with a chat template")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
+from ftkit.chat import stop_token_ids
 from ftkit.engine import Completion, HFEngine, Prompt, SamplingParams
 from ftkit.errors import EngineError
 
@@ -57,19 +58,23 @@ def make_engine(name: str, model, tokenizer, *, batch_size: int = 256, model_pat
     if resolve_engine(name) == "hf":
         return HFEngine(model, tokenizer, batch_size=batch_size)
     return VLLMEngine(model_path or model.name_or_path, tokenizer, gpu_memory_utilization=gpu_memory_utilization,
-                      max_model_len=max_model_len, seed=seed)
+                      max_model_len=max_model_len, seed=seed, stop_ids=stop_token_ids(tokenizer, model))
 
 
 class VLLMEngine:
     """Sampling with vLLM: `VLLMEngine("runs/gpt2_math/model", tokenizer).generate(prompts, SamplingParams())`."""
 
     def __init__(self, model_path: str, tokenizer, *, gpu_memory_utilization: float = 0.3,
-                 max_model_len: int | None = None, seed: int = 0, enable_lora: bool = False):
+                 max_model_len: int | None = None, seed: int = 0, enable_lora: bool = False,
+                 stop_ids: list[int] | None = None):
         from vllm import LLM
 
         if not 0 < gpu_memory_utilization <= 1:
             raise EngineError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
         self.tokenizer = tokenizer
+        # Every token that ends an answer (`ftkit.chat.stop_token_ids`), as HFEngine stops: vLLM alone
+        # would stop at the tokenizer's eos and the generation config's, not at a chat template's end of turn.
+        self.stop_ids = list(stop_ids) if stop_ids is not None else stop_token_ids(tokenizer)
         self.llm = LLM(model=model_path, gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
                        seed=seed, enable_lora=enable_lora, dtype="auto",
                        # the log-probs vLLM returns are then those of the distribution sampled from
@@ -90,8 +95,8 @@ class VLLMEngine:
         greedy = params.temperature == 0
         sampling = VSamplingParams(max_tokens=params.max_new_tokens, temperature=params.temperature,
                                    top_p=1.0 if greedy else params.top_p, stop=list(params.stop) or None,
-                                   seed=params.seed, logprobs=0 if params.logprobs else None,
-                                   include_stop_str_in_output=False)
+                                   stop_token_ids=self.stop_ids, seed=params.seed,
+                                   logprobs=0 if params.logprobs else None, include_stop_str_in_output=False)
         outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in encoded], sampling, use_tqdm=False)
         completions = []
         for prompt, ids, out in zip(prompts, encoded, outputs):
@@ -99,7 +104,8 @@ class VLLMEngine:
             tokens = list(sample.token_ids)
             logprobs = ([entry[token].logprob for entry, token in zip(sample.logprobs, tokens)]
                         if params.logprobs and sample.logprobs else [float("nan")] * len(tokens))
-            reason = {"stop": "eos" if sample.stop_reason is None else "stop", "length": "length"}.get(
+            # vLLM's stop_reason: None for its own eos, the token id for a stop token, the string for a stop string
+            reason = {"stop": "stop" if isinstance(sample.stop_reason, str) else "eos", "length": "length"}.get(
                 sample.finish_reason, sample.finish_reason)
             completions.append(Completion(prompt, ids, sample.text, tokens, logprobs, reason))
         return completions

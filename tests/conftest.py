@@ -100,3 +100,55 @@ def smollm2_tokenizer(smollm2_tokenizer_dir):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
+
+
+# Other families' special tokens, added to a copy of SmolLM2's tokenizer that wears their chat template
+# (TRL's copies in trl/chat_templates): (bos token or None, eos token, added special tokens, added plain tokens).
+CHAT_FAMILIES = {
+    "llama3": ("<|begin_of_text|>", "<|end_of_text|>",
+               ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"], []),
+    "qwen3": (None, "<|im_end|>", [], ["<think>", "</think>"]),
+    "gemma3": ("<bos>", "<eos>", ["<start_of_turn>", "<end_of_turn>"], []),
+}
+
+
+@pytest.fixture
+def family_tokenizer(smollm2_tokenizer):
+    """SmolLM2's tokenizer dressed as another model family: `family_tokenizer("llama3")` has Llama 3's
+    chat template, special tokens and eos (`<|end_of_text|>`, while a turn ends with `<|eot_id|>`), and
+    adds `<|begin_of_text|>` to plain text like a real Llama tokenizer. "smollm2" is the tokenizer itself."""
+    from pathlib import Path
+
+    import trl
+
+    def make(family: str):
+        if family == "smollm2":
+            return smollm2_tokenizer
+        tok = smollm2_tokenizer
+        bos, eos, special, plain = CHAT_FAMILIES[family]
+        tokens = {"additional_special_tokens": special, "eos_token": eos}
+        if bos:
+            tokens["bos_token"] = bos
+        tok.add_special_tokens(tokens)
+        tok.add_tokens(plain)
+        if bos:
+            tok.add_bos_token = True  # plain text gets BOS, as Llama's and Gemma's tokenizers do
+        tok.chat_template = (Path(trl.__file__).parent / "chat_templates" / f"{family}.jinja").read_text()
+        return tok
+
+    return make
+
+
+def tiny_llama(tokenizer, **config):
+    """A randomly initialised 2-layer Llama for `tokenizer` (its whole vocabulary), in about a second."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    settings = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                    tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                    eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    settings.update(config)
+    return LlamaForCausalLM(LlamaConfig(**settings)).eval()
+

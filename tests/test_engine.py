@@ -76,3 +76,47 @@ def test_bad_sampling_params():
         SamplingParams(top_p=0)
     with pytest.raises(ValueError, match="temperature"):
         SamplingParams(temperature=-1)
+
+
+def always_says(model, token_id: int):
+    """`model` with its output layer replaced so that it samples `token_id` at every step (nearly surely)."""
+    head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=True)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        head.bias[token_id] = 50.0
+    model.lm_head = head
+    return model
+
+
+@pytest.mark.parametrize("stop", ["end_of_turn", "generation_config"])
+def test_generation_stops_at_every_stop_token_not_only_the_tokenizers_eos(family_tokenizer, stop):
+    from conftest import tiny_llama
+
+    tok = family_tokenizer("llama3")  # eos <|end_of_text|>, but a turn ends with <|eot_id|>
+    extra = tok.convert_tokens_to_ids("<|endoftext|>")
+    model = tiny_llama(tok, tie_word_embeddings=False)
+    model.generation_config.eos_token_id = [tok.eos_token_id, extra]  # Llama 3 lists several
+    said = tok.convert_tokens_to_ids("<|eot_id|>") if stop == "end_of_turn" else extra
+    engine = HFEngine(always_says(model, said), tok)
+    for params in (SamplingParams(max_new_tokens=5, temperature=0), SamplingParams(max_new_tokens=5, seed=0)):
+        (c,) = engine.generate([[{"role": "user", "content": "2+2?"}]], params)
+        assert (c.token_ids, c.finish_reason, c.text) == ([said], "eos", "")
+        assert len(c.logprobs) == 1
+
+
+def test_prompts_get_one_bos_whether_text_or_chat(family_tokenizer):
+    from conftest import tiny_llama
+
+    from ftkit.chat import Formatter
+
+    for family in ("llama3", "gemma3"):  # templates that write BOS, tokenizers that add it to plain text
+        tok = family_tokenizer(family)
+        engine = HFEngine(tiny_llama(tok), tok)
+        chat = [{"role": "user", "content": "2+2?"}]
+        for prompt in (chat, "2+2="):
+            ids = engine.encode(prompt)
+            assert ids == Formatter(tok).prompt_ids(prompt)
+            assert ids.count(tok.bos_token_id) == 1 and ids[0] == tok.bos_token_id, (family, prompt)
+        (c,) = engine.generate([chat], SamplingParams(max_new_tokens=2, temperature=0))
+        assert c.prompt_ids == engine.encode(chat)

@@ -89,3 +89,55 @@ def test_gpu_check_script_parses():
 
     script = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.sh"
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+
+
+class FakeVLLM:
+    """Just enough of the `vllm` module for VLLMEngine: records the SamplingParams it is given and
+    answers each prompt with the next scripted (token_ids, finish_reason, stop_reason)."""
+
+    def __init__(self, outputs):
+        import types
+
+        self.outputs, self.sampling = list(outputs), []
+        fake = self
+
+        class SamplingParams:
+            def __init__(self, **kwargs):
+                self.kwargs = kwargs
+                fake.sampling.append(kwargs)
+
+        class LLM:
+            def __init__(self, **kwargs):
+                self.kwargs = kwargs
+
+            def generate(self, prompts, sampling, use_tqdm=False):
+                answers = []
+                for _ in prompts:
+                    ids, finish, stop = fake.outputs.pop(0)
+                    sample = types.SimpleNamespace(token_ids=ids, text="", logprobs=None, finish_reason=finish,
+                                                   stop_reason=stop)
+                    answers.append(types.SimpleNamespace(outputs=[sample]))
+                return answers
+
+        self.module = types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams)
+
+
+def test_vllm_stops_at_every_stop_token_and_reports_it_as_eos(monkeypatch, family_tokenizer):
+    import sys
+    import types
+
+    from ftkit.chat import stop_token_ids
+    from ftkit.engine import SamplingParams
+
+    tok = family_tokenizer("llama3")
+    eot, eos = tok.convert_tokens_to_ids("<|eot_id|>"), tok.eos_token_id
+    fake = FakeVLLM([([5, eot], "stop", eot), ([5, eos], "stop", None), ([5, 6], "stop", "\n"), ([5, 6], "length", None)])
+    monkeypatch.setitem(sys.modules, "vllm", fake.module)
+    model = types.SimpleNamespace(generation_config=types.SimpleNamespace(eos_token_id=[eos, 7]), name_or_path="m")
+    monkeypatch.setattr(vllm_engine, "resolve_engine", lambda name: "vllm")
+    engine = vllm_engine.make_engine("vllm", model, tok)
+    out = engine.generate(["a", "b", "c", [{"role": "user", "content": "d"}]], SamplingParams(stop=("\n",)))
+    assert sorted(fake.sampling[0]["stop_token_ids"]) == sorted(stop_token_ids(tok, model)) == sorted([eos, 7, eot])
+    assert [c.finish_reason for c in out] == ["eos", "eos", "stop", "length"]
+    assert out[0].prompt_ids == tok("a")["input_ids"] and out[0].prompt_ids[0] == tok.bos_token_id
+    assert out[3].prompt_ids.count(tok.bos_token_id) == 1
