@@ -176,8 +176,8 @@ class Formatter:
                             "multi-turn episode cannot continue it; use a template that keeps every turn")
         ids = self.tokenizer(text.rsplit(_MARK, 1)[1], add_special_tokens=False)["input_ids"]
         end = end_of_turn_id(self.tokenizer)
-        if action_ids and ids and ids[0] == end and action_ids[-1] in stop_token_ids(self.tokenizer):
-            ids = ids[1:]  # the policy closed its own turn
+        if action_ids and ids and ids[0] == end and action_ids[-1] == end:
+            ids = ids[1:]  # the policy closed its own turn (another stop token, e.g. <|end_of_text|>, did not)
         return ids
 
     # -- helpers ---------------------------------------------------------------------------------
