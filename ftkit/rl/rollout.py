@@ -127,9 +127,8 @@ class EnginePolicy:
         for env, completion in zip(playing, completions):
             key = id(env)
             actions[key] = completion.text
-            # Chat mode keeps the decoded tokens as the message, so the template re-renders them exactly.
-            self._episodes[key].add_action(completion.token_ids, completion.logprobs,
-                                           None if self.chat else completion.text)
+            # The ids as sampled are what is trained on; the text is the message the history records.
+            self._episodes[key].add_action(completion.token_ids, completion.logprobs, completion.text)
             self._ends[key].append(len(self._episodes[key].input_ids) - 1)
             self._cut[key] += completion.finish_reason == "length"
             self.generated_tokens += len(completion.token_ids)

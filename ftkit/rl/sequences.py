@@ -5,14 +5,19 @@
 In a multi-turn episode the policy's context grows turn by turn: observation, action, observation,
 action... RL trains on the whole sequence at once, but only the tokens the policy sampled carry a loss:
 the observations (and any chat-template text around them) were written by the environment, and the
-policy must not be pushed to predict them. The builder keeps the exact token ids the engine sampled
-(re-tokenizing their text can split it differently) and gives the engine the sequence so far as token
-ids for the next turn, so the tokens trained on are exactly the tokens the policy was shown.
+policy must not be pushed to predict them. The sequence only ever grows: the first observation's ids
+are `Formatter.prompt_ids` (what evaluation shows the model for the same problem), each action's ids
+are kept exactly as sampled (re-tokenizing their text can split it differently, and a template may trim
+or rewrite it), and each later observation adds `Formatter.next_turn_ids`: the template's text between
+the answer and the next generation prompt. The engine continues from these ids, so the tokens trained
+on are exactly the tokens the policy was shown.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from ftkit.chat import Formatter
 
 
 @dataclass
@@ -26,8 +31,9 @@ class EpisodeTokens:
     >>> ep.policy_mask
     [0, 0, 0, 0, 1, 1]
 
-    With `chat=True`, observations are user messages and actions assistant messages, and the text the
-    chat template puts around them counts as environment text.
+    With `chat=True`, observations are user messages (after `system_prompt`) and actions assistant
+    messages, and the text the chat template puts around them counts as environment text. `messages`
+    is the conversation so far, each action as the text the gym was given.
     """
 
     tokenizer: object
@@ -37,35 +43,37 @@ class EpisodeTokens:
     policy_mask: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     messages: list[dict[str, str]] = field(default_factory=list)
-    _rendered: str = ""  # chat only: the template's text for the conversation so far
+    _last_action: list[int] = field(default_factory=list)  # the ids of the latest action, as sampled
 
     def add_observation(self, text: str) -> None:
         """Append what the environment said; the policy is not trained to predict it."""
-        if not self.chat:
-            self._append(self._tokenize(text), policy=False)
-            return
-        if not self.messages and self.system_prompt:
-            self.messages.append({"role": "system", "content": self.system_prompt})
-        self.messages.append({"role": "user", "content": text})
-        rendered = self.tokenizer.apply_chat_template(self.messages, tokenize=False, add_generation_prompt=True)
-        self._append(self._tokenize(self._new_text(rendered)), policy=False)
-        self._rendered = rendered
+        formatter = Formatter(self.tokenizer, chat=self.chat, system_prompt=self.system_prompt)
+        if not self.input_ids:
+            ids = formatter.prompt_ids(text)
+            history = formatter.messages(text)
+        else:
+            before = self.messages[:-1]  # the conversation up to the user message the last action answered
+            ids = formatter.next_turn_ids(before, text, self._last_action)
+            history = [*self.messages, {"role": "user", "content": text}]
+        self._append(ids, policy=False)
+        self.messages = history
 
     def add_action(self, token_ids: list[int], logprobs: list[float], text: str | None = None) -> None:
-        """Append the tokens the policy sampled (with their log-probs); these are the ones trained on."""
+        """Append the tokens the policy sampled (with their log-probs); these are the ones trained on.
+
+        `text` is the action as the gym read it (default: the ids decoded without special tokens).
+        """
         if len(token_ids) != len(logprobs):
             raise ValueError(f"{len(token_ids)} action tokens but {len(logprobs)} log-probs")
         self._append(list(token_ids), policy=True, logprobs=list(logprobs))
-        if self.chat:
-            content = text if text is not None else self.tokenizer.decode(token_ids, skip_special_tokens=True)
-            self.messages.append({"role": "assistant", "content": content})
-            self._rendered += self.tokenizer.decode(token_ids)
+        content = text if text is not None else self.tokenizer.decode(token_ids, skip_special_tokens=True)
+        self.messages.append({"role": "assistant", "content": content})
+        self._last_action = list(token_ids)
 
     def truncate(self, length: int) -> None:
         """Drop everything after the first `length` tokens (an observation the policy never answered)."""
-        if self.chat and length < len(self.input_ids):
+        if length < len(self.input_ids) and self.messages and self.messages[-1]["role"] == "user":
             self.messages.pop()  # the user message whose tokens are dropped
-            self._rendered = self.tokenizer.decode(self.input_ids[:length])
         del self.input_ids[length:], self.policy_mask[length:], self.logprobs[length:]
 
     def prompt_ids(self) -> list[int]:
@@ -76,15 +84,3 @@ class EpisodeTokens:
         self.input_ids.extend(ids)
         self.policy_mask.extend([int(policy)] * len(ids))
         self.logprobs.extend(logprobs if logprobs is not None else [0.0] * len(ids))
-
-    def _tokenize(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    def _new_text(self, rendered: str) -> str:
-        """The template's text after what is already in the sequence."""
-        if not rendered.startswith(self._rendered):
-            raise ValueError(
-                "the chat template renders earlier turns differently once a new turn is added, so the "
-                "episode cannot grow as one token sequence; use a template whose output only appends"
-            )
-        return rendered[len(self._rendered) :]
