@@ -47,7 +47,11 @@ class FallbackConfig(Section):
 
 
 class ModelConfig(Section):
-    name: str = Field(description="A Hugging Face hub id (gpt2), a local model folder, or scratch:<preset>.")
+    name: str = Field(description="A Hugging Face hub id (gpt2), a local model folder, a .gguf file, "
+                      "package:<python package> (the model it ships) or scratch:<preset>.")
+    gguf_file: str | None = Field(
+        None, description="A .gguf file inside the folder or hub repo `name`; dequantised once into a cached folder."
+    )
     revision: str | None = Field(None, description="Hub branch, tag or commit to load.")
     trust_remote_code: bool = Field(False, description="Run code shipped with a hub model. Off unless you trust it.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(

