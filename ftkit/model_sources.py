@@ -171,8 +171,9 @@ def dequantised_folder(file: Path) -> Path:
 
 def _convert_atomic(file: Path, final: Path, digest: str) -> None:
     megabytes = file.stat().st_size / 1e6
-    # ~15 s for SmolLM2-135M's 98 MB on one CPU core (reading, dequantising, writing 540 MB of float32)
-    print(f"dequantising {file.name} once into {final} (about {max(5, round(megabytes / 5))} s)...",
+    # 20-40 s for SmolLM2-135M's 98 MB on a CPU: transformers parses the header three times (tokenizer,
+    # config, weights), then dequantises and 540 MB of float32 are written
+    print(f"dequantising {file.name} once into {final} (about {max(5, round(megabytes / 3.3))} s)...",
           file=sys.stderr, flush=True)
     start = time.perf_counter()
     try:
