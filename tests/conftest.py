@@ -166,3 +166,18 @@ def smollm2_model_dir(tmp_path_factory) -> str:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FTKIT_CACHE", str(tmp_path_factory.mktemp("ftkit_cache")))
         return str(dequantised_folder(gguf))
+
+
+@pytest.fixture(scope="session")
+def smol_model_dir(smollm2_tokenizer_dir, tmp_path_factory) -> str:
+    """A model folder: a 2-layer random Llama (context 256) with SmolLM2's real tokenizer and ChatML template,
+    its generation_config stopping at <|im_end|>; trains a few SFT steps on a CPU in seconds."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
+    folder = tmp_path_factory.mktemp("smol_llama")
+    model = tiny_llama(tok)
+    model.generation_config.eos_token_id = tok.convert_tokens_to_ids("<|im_end|>")
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)

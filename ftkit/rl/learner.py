@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ftkit.errors import TrainingError
+from ftkit.model_config import hidden_size
 from ftkit.models import count_parameters, load_model, lora_config
 from ftkit.rl.objectives import Objective
 from ftkit.rl.policy import ValueHead, disable_dropout
@@ -77,7 +78,7 @@ def _load_models(recipe: RLRecipe, objective: Objective, base_model: str, checkp
         model = _add_adapters(r, model, checkpoint)
     disable_dropout(model)
     torch.manual_seed(r.seed)
-    value_head = ValueHead(model.config.hidden_size) if objective.needs_value_head else None
+    value_head = ValueHead(hidden_size(model.config)) if objective.needs_value_head else None  # text_config's
     if value_head is not None and checkpoint is not None:
         from safetensors.torch import load_file
 
