@@ -83,6 +83,33 @@ def to_sft_dataset(
     record must match it. A remapped field (say `prompt_field="question"`) still comes out as the
     `prompt` column, because that is the name `SFTTrainer` looks for.
     """
+    rows = sft_records(records, format, prompt_field=prompt_field, completion_field=completion_field,
+                       messages_field=messages_field, text_field=text_field)
+    columns: dict[str, list[Any]] = {}
+    for row in rows:
+        for column, value in row.data.items():
+            columns.setdefault(column, []).append(value)
+    return datasets.Dataset.from_dict(columns)
+
+
+def sft_records(
+    records: list[Record],
+    format: str = "auto",
+    *,
+    prompt_field: str = "prompt",
+    completion_field: str = "completion",
+    messages_field: str = "messages",
+    text_field: str = "text",
+) -> list[Record]:
+    """`to_sft_dataset`'s checks, as records: each one's columns under TRL's names, and still its `where`.
+
+    >>> sft_records([Record({"question": "2+2=", "answer": "4"}, "qa.jsonl:1")],
+    ...             prompt_field="question", completion_field="answer")
+    [Record(data={'prompt': '2+2=', 'completion': '4'}, where='qa.jsonl:1')]
+
+    What tokenizes the rows later (ftkit's SFT) can then name the file and line of a record that the
+    tokenizer or the chat template rejects.
+    """
     # TRL's column name -> the user's key for it.
     fields = {
         "prompt": prompt_field,
@@ -93,12 +120,11 @@ def to_sft_dataset(
     if not records:
         raise DataError("empty dataset (no records): nothing to fine-tune on")
     chosen = _resolve_format(format, records[0], fields)
-    columns: dict[str, list[Any]] = {}
+    rows = []
     for record in records:
         _check_keys(record, chosen, fields, auto=format == "auto")
-        for column, value in _CONVERTERS[chosen](record, fields).items():
-            columns.setdefault(column, []).append(value)
-    return datasets.Dataset.from_dict(columns)
+        rows.append(Record(_CONVERTERS[chosen](record, fields), record.where))
+    return rows
 
 
 def _resolve_format(format: str, first: Record, fields: dict[str, str]) -> str:

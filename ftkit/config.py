@@ -84,7 +84,7 @@ class GymSection(Section):
     id: str = Field(description="Gym id or short name (arithmetic, guess_number, rg:leg_counting...).")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Arguments of the gym's constructor.")
     chat: bool = Field(False, description="Wrap observations and actions in the tokenizer's chat template.")
-    system_prompt: str | None = Field(None, description="With chat: the first message of every episode.")
+    system_prompt: str | None = Field(None, description="With chat: the first message of every episode (or SFT example).")
     max_turns: int | None = Field(None, gt=0, description="Cut multi-turn episodes after this many actions.")
     train_seed: int = Field(0, ge=0, description="Seed of the training problems (held-out ones are excluded).")
 
@@ -195,11 +195,17 @@ class Recipe(Section):
     def _data_source(self) -> Recipe:
         if self.gym is None and self.data.path is None:
             raise ValueError("set gym (examples from its oracle) or data.path (a dataset file)")
+        # SFT shows the gym's text through the chat template with gym.chat; DPO and RM train on TRL's plain
+        # text; multi-turn episodes are for ftkit rl.
+        not_here = ("max_turns",) if self.kind == "sft" else ("chat", "system_prompt", "max_turns")
         for gym, where in ((self.gym, "gym"), (self.eval.gym, "eval.gym")):
-            playing = [k for k in ("chat", "system_prompt", "max_turns") if gym and getattr(gym, k)]
+            playing = [k for k in not_here if gym and getattr(gym, k)]
+            if "max_turns" in playing:
+                raise ValueError(f"{where}.max_turns: ftkit {self.kind} trains and scores on single-turn problems "
+                                 "(max_turns is for ftkit rl)")
             if playing:
                 raise ValueError(f"{where}.{playing[0]}: ftkit {self.kind} trains and scores on the gym's plain text "
-                                 "(chat, system_prompt and max_turns are for ftkit rl)")
+                                 "(chat and system_prompt are for ftkit sft and ftkit rl)")
         return self
 
     @property

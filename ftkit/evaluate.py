@@ -58,7 +58,7 @@ class EvalOptions:
     """
 
     n: int
-    seed: int
+    seed: int | None = None  # None: `run_eval` uses the training run's eval seed (1 without one)
     exclude_prompts: frozenset[str] = frozenset()
     batch_size: int = 128  # prompts per generate() call
     max_new_tokens: int = 16  # longest answer (per turn in a multi-turn gym)
@@ -116,25 +116,29 @@ def evaluate_on_gym(model, tokenizer, gym: GymSpec, options: EvalOptions, *, eng
         evaluate_on_gym(model, tokenizer, GymSpec("arithmetic", {"digits": 2}), EvalOptions(n=200, seed=1))
 
     With `gym.chat`, each problem is a user message (after `gym.system_prompt`) rendered by the chat
-    template. `engine` samples (default: the Hugging Face engine on `model`; `ftkit eval --engine vllm`
+    template, exactly as SFT rendered its examples (`gym_prompt_ids`). `engine` samples (default: the Hugging Face engine on `model`; `ftkit eval --engine vllm`
     passes vLLM's).
     """
     if gym.is_multi_turn:
         return evaluate_episodes(model, tokenizer, gym, options, engine=engine)
     o = options
     problems = heldout_problems(gym, o.n, o.seed, o.exclude_prompts)
-    prompts = [as_prompt(p["prompt"], gym) for p in problems]
+    prompts = gym_prompt_ids(tokenizer, gym, [p["prompt"] for p in problems])
     completions = generate(model, tokenizer, prompts, max_new_tokens=o.max_new_tokens, batch_size=o.batch_size,
                            engine=engine)
     return score_completions(gym, problems, completions, samples=o.samples)
 
 
-def as_prompt(observation: str, gym: GymSpec):
-    """A gym's text as the model sees it: as it is, or as chat messages for the chat template."""
-    if not gym.chat:
-        return observation
-    system = [{"role": "system", "content": gym.system_prompt}] if gym.system_prompt else []
-    return [*system, {"role": "user", "content": observation}]
+def gym_prompt_ids(tokenizer, gym: GymSpec, observations: list[str]) -> list[list[int]]:
+    """The ids a model is shown for each of a gym's observations, as it was trained on them:
+    `ftkit.chat.Formatter.prompt_ids`, with the gym's `chat` and `system_prompt`.
+
+        gym_prompt_ids(tokenizer, GymSpec("arithmetic", chat=True), ["12+34="])   # [[1, 9690, ...]]
+    """
+    from ftkit.chat import Formatter
+
+    formatter = Formatter(tokenizer, chat=gym.chat, system_prompt=gym.system_prompt)
+    return [formatter.prompt_ids(o) for o in observations]
 
 
 def evaluate_episodes(model, tokenizer, gym: GymSpec, options: EvalOptions, *, engine=None) -> EvalResult:
@@ -181,8 +185,10 @@ def _feedback(trajectory, turn_index: int) -> str:
 
 
 def context_length(model) -> int | None:
-    """The longest sequence the model's position embeddings cover, when its config says."""
-    config = getattr(model, "config", None)
+    """The longest sequence the model's position embeddings cover, when its config says (a model or its config)."""
+    config = getattr(model, "config", model)
+    if hasattr(config, "get_text_config"):  # a multimodal config keeps the language model's in a sub-config
+        config = config.get_text_config()
     for name in ("n_positions", "max_position_embeddings"):
         value = getattr(config, name, None)
         if isinstance(value, int):
@@ -225,44 +231,49 @@ def load_for_eval(model: str):
     return load_model(resolved.path, cfg, "full"), load_tokenizer(resolved.path, cfg)
 
 
-def run_eval(model: str, gym: GymSpec | str, *, n: int = 500, seed: int | None = None, engine: str = "auto",
-             batch_size: int = 128, max_new_tokens: int = 16, samples: int = 10) -> EvalResult:
+def run_eval(model: str, gym: GymSpec | str, options: EvalOptions | None = None, *, engine: str = "auto",
+             chat: bool | None = None) -> EvalResult:
     """Print a model's held-out accuracy on a gym, by difficulty, with sample generations; return the result.
 
         ftkit eval --gym arithmetic --model runs/gpt2_math/model
 
-        result = ftkit.evaluate.run_eval("runs/gpt2_math/model", GymSpec("arithmetic", {"digits": 4}), n=200)
+        result = ftkit.evaluate.run_eval("runs/gpt2_math/model", GymSpec("arithmetic", {"digits": 4}),
+                                         EvalOptions(n=200))
 
     Where an ftkit run trained the model, its task fills in what is not given (the gym's arguments, the
-    eval seed, chat and turn limits), and the problems it trained on are left out.
+    eval seed, chat, system prompt and turn limits), and the problems it trained on are left out.
+    `chat` (`--chat` / `--no-chat`) overrides whether the problems are shown through the chat template;
+    a system prompt comes with `gym` (`GymSpec(..., chat=True, system_prompt=...)`).
     """
     from ftkit.runs import TrainingData
     from ftkit.vllm_engine import make_engine
 
-    spec, seed, exclude = defaults_from_training(GymSpec.of(gym), TrainingData.read(model), seed)
+    options = options or EvalOptions(n=500, samples=10)
+    spec, seed, exclude = defaults_from_training(GymSpec.of(gym), TrainingData.read(model), options.seed, chat)
     policy, tokenizer = load_for_eval(model)
-    sampler = make_engine(engine, policy, tokenizer, batch_size=batch_size, model_path=model)
-    options = EvalOptions(n=n, seed=seed, exclude_prompts=exclude, batch_size=batch_size,
-                          max_new_tokens=max_new_tokens, samples=samples)
+    sampler = make_engine(engine, policy, tokenizer, batch_size=options.batch_size, model_path=model)
+    options = replace(options, seed=seed, exclude_prompts=exclude)
     result = evaluate_on_gym(policy, tokenizer, spec, options, engine=sampler)
     print_result(result, spec.kwargs, excluded=len(exclude))
     return result
 
 
-def defaults_from_training(asked: GymSpec, trained, seed: int | None) -> tuple[GymSpec, int, frozenset[str]]:
+def defaults_from_training(asked: GymSpec, trained, seed: int | None,
+                           chat: bool | None = None) -> tuple[GymSpec, int, frozenset[str]]:
     """The task to score, its eval seed, and the training prompts to leave out, for a model that an ftkit
     run trained (`trained`, a `ftkit.runs.TrainingData`, or None).
 
     On the gym it trained on, the training run's settings fill in what `asked` leaves at its defaults:
     the gym's arguments (those asked win), chat, system prompt and turn limit; its oracle examples are
     excluded. The seed defaults to the run's eval seed, so `ftkit eval --gym arithmetic --model DIR`
-    scores the problems the run scored.
+    scores the problems the run scored. `chat`, when not None, decides chat over both (False drops the
+    system prompt).
     """
     gym_id = asked.full_id  # an unknown gym is an error before any model is loaded
     seed = seed if seed is not None else (trained.eval_seed if trained else 1)
     task = trained.gym if trained else None
     if task is None or task.full_id != gym_id:
-        return asked, seed, frozenset()
+        return _with_chat(asked, chat), seed, frozenset()
     defaults = dict(task.kwargs)
     if "ops" in asked.kwargs:  # weights belong to the operators they were given for: new ops, uniform weights
         defaults.pop("op_weights", None)
@@ -272,7 +283,13 @@ def defaults_from_training(asked: GymSpec, trained, seed: int | None) -> tuple[G
     exclude: frozenset[str] = frozenset()
     if trained.train_size:
         exclude = frozenset(r["prompt"] for r in gym_examples(task, trained.train_size, trained.train_seed or 0))
-    return spec, seed, exclude
+    return _with_chat(spec, chat), seed, exclude
+
+
+def _with_chat(spec: GymSpec, chat: bool | None) -> GymSpec:
+    if chat is None or chat == spec.chat:
+        return spec
+    return replace(spec, chat=chat, system_prompt=spec.system_prompt if chat else None)
 
 
 def print_result(result: EvalResult, gym_kwargs: dict[str, Any], excluded: int = 0) -> None:

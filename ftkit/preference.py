@@ -80,12 +80,6 @@ class PairsRun(SFTRun):
         self.eval_dataset = Dataset.from_list(self.eval_rows) if self.eval_rows else None
         self.eval_gym, self.heldout = None, []
 
-    def _kind_defaults(self) -> dict[str, Any]:
-        return {}  # SFT's completion-only loss options do not exist in DPOConfig / RewardConfig
-
-    def _is_conversational(self) -> bool:
-        return False
-
 
 class DPORun(PairsRun):
     """Direct Preference Optimization (Rafailov et al. 2023): the policy's log-ratio to a frozen

@@ -13,17 +13,19 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from dataclasses import replace
 from typing import Any
 
 from rich.console import Console
 
 from ftkit import callbacks
 from ftkit.config import Recipe, recipe_to_yaml
-from ftkit.errors import ConfigError, DataError, TrainingError
+from ftkit.errors import ConfigError, TrainingError
 from ftkit.evaluate import (
     EvalResult,
     difficulty_key,
     generate,
+    gym_prompt_ids,
     heldout_problems,
     samples_markdown,
     score_completions,
@@ -47,6 +49,7 @@ from ftkit.runs import (
     write_json_atomic,
     write_text_atomic,
 )
+from ftkit.sft_data import DataModel, TrainingSet, data_model, training_set
 from gyms.spec import GymSpec
 
 
@@ -87,9 +90,11 @@ class SFTRun:
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         self.heldout_callback: callbacks.HeldoutAccuracyCallback | None = None  # with eval.every_steps
         # Made by _setup_data():
-        self.train_dataset = None  # datasets.Dataset
+        self.data_model: DataModel | None = None  # the tokenizer and context length, before the model is loaded
+        self.train_set: TrainingSet | None = None  # the examples as ids, each with where it came from
+        self.train_dataset = None  # datasets.Dataset: input_ids and labels, as TRL takes them
         self.train_prompts: set[str] = set()  # held-out problems skip these
-        self.eval_dataset = None  # a held-out file's rows, for the eval loss
+        self.eval_dataset = None  # a held-out file's examples, for the eval loss
         self.eval_gym: GymSpec | None = None  # what accuracy is scored on
         self.heldout: list[dict[str, Any]] = []
         # Made by _setup_model() and _setup_trainer():
@@ -145,20 +150,21 @@ class SFTRun:
         return load_model(self.resolved.path, self.recipe.model, self.recipe.method, self.recipe.quantization)
 
     def _setup_data(self) -> None:
-        data = self.recipe.data
-        if self.recipe.from_gym:
-            records = _gym_training_records(self.recipe)
-            self.train_dataset = _dataset([{"prompt": r["prompt"], "completion": r["completion"]} for r in records])
-            self.train_prompts = {r["prompt"] for r in records}
-        else:
-            self.train_dataset = _file_dataset(data.path, data)
-            self.train_prompts = set(self.train_dataset["prompt"]) if "prompt" in self.train_dataset.column_names else set()
-        self.eval_dataset = _file_dataset(data.eval_path, data) if data.eval_path else None
-        self.eval_gym = _eval_task(self.recipe)
+        """Every example as the ids the model sees (`ftkit.sft_data`, also what `ftkit data show` shows)."""
+        r = self.recipe
+        self.data_model = data_model(r.model)
+        self.train_set = training_set(r, self.data_model)
+        self.train_dataset = self.train_set.dataset()
+        self.train_prompts = self.train_set.prompts
+        if r.data.eval_path:
+            self.eval_dataset = training_set(r, self.data_model, r.data.eval_path).dataset()
+        self.eval_gym = _eval_task(r, chat_data=self.train_set.chat)
         self.heldout = []
-        if self.eval_gym and self.recipe.eval.n > 0:
-            self.heldout = heldout_problems(self.eval_gym, self.recipe.eval.n, self.recipe.eval.seed,
-                                            exclude_prompts=self.train_prompts)
+        if self.eval_gym and r.eval.n > 0:
+            self.heldout = heldout_problems(self.eval_gym, r.eval.n, r.eval.seed, exclude_prompts=self.train_prompts)
+        note = self.train_set.cut_note()
+        if note and self.is_main:
+            self.console.print(note)
 
     def _check_stop_rule(self) -> None:
         """Each of `eval.stop_when`'s conditions must watch problems that the evaluations during training score."""
@@ -240,7 +246,6 @@ class SFTRun:
             # TRL turns activation checkpointing on by default: ~30% slower, and small models don't need it.
             "activation_checkpointing": False,
             "dataloader_num_workers": 0,
-            **self._kind_defaults(),
         }
         if self.eval_dataset is not None:  # a held-out file: log its loss beside the training loss
             defaults.update(eval_strategy="steps", eval_steps=self.recipe.train.get("save_steps", 500))
@@ -256,16 +261,6 @@ class SFTRun:
             return config_class(**args)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"train: {str(exc).splitlines()[0]}") from None
-
-    def _kind_defaults(self) -> dict[str, Any]:
-        """SFT's own defaults: loss on completions (or assistant turns) only."""
-        data = self.recipe.data
-        if self._is_conversational():
-            return {"completion_only_loss": None, "assistant_only_loss": data.completion_only_loss}
-        return {"completion_only_loss": data.completion_only_loss}
-
-    def _is_conversational(self) -> bool:
-        return "messages" in self.train_dataset.column_names
 
     # -- train -------------------------------------------------------------------------------------
 
@@ -322,7 +317,8 @@ class SFTRun:
     def _training_data_info(self) -> TrainingData:
         """The task and the oracle examples trained on, for `ftkit eval` (model/ftkit_training_data.json)."""
         r = self.recipe
-        return TrainingData(gym=r.gym.spec() if r.gym else None,
+        # the task and how the model saw it (chat, system prompt): `ftkit eval` and RL from this model use it
+        return TrainingData(gym=r.gym.spec() if r.gym else self.eval_gym,
                             train_seed=r.gym.train_seed if r.from_gym else None,
                             train_size=r.data.train_size if r.from_gym else None,
                             path=r.data.path, eval_seed=r.eval.seed, trained_with=f"ftkit {r.kind}")
@@ -333,7 +329,7 @@ class SFTRun:
         if not self.heldout:
             return None
         ev = self.recipe.eval
-        completions = generate(self.trainer.model, self.tokenizer, [p["prompt"] for p in self.heldout],
+        completions = generate(self.trainer.model, self.tokenizer, self._prompt_ids(self.heldout),
                                max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
         result = score_completions(self.eval_gym, self.heldout, completions, ev.samples)
         write_json_atomic(self.run_dir / "eval.json", result.to_dict())
@@ -346,7 +342,7 @@ class SFTRun:
         of `eval.stop_when`'s conditions watches (labelled like eval.json's groups, e.g. "op=-")."""
         ev = self.recipe.eval
         problems = self.heldout[: ev.during_training_n]
-        completions = generate(model, self.tokenizer, [p["prompt"] for p in problems],
+        completions = generate(model, self.tokenizer, self._prompt_ids(problems),
                                max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
         result = score_completions(self.eval_gym, problems, completions, samples=0)
         watched = {}
@@ -355,6 +351,10 @@ class SFTRun:
             part = score_completions(self.eval_gym, [p for p, _ in pairs], [c for _, c in pairs], samples=0)
             watched[difficulty_key(condition.difficulty)] = part.accuracy
         return result.accuracy, watched
+
+    def _prompt_ids(self, problems: list[dict[str, Any]]) -> list[list[int]]:
+        """Held-out prompts as the model was trained on them: chat and system prompt from the eval gym."""
+        return gym_prompt_ids(self.tokenizer, self.eval_gym, [p["prompt"] for p in problems])
 
     # -- report ------------------------------------------------------------------------------------
 
@@ -408,22 +408,20 @@ class SFTRun:
 # helpers
 
 
-def _gym_training_records(recipe: Recipe) -> list[dict[str, Any]]:
-    from data_tools.gym_data import gym_examples
+def _eval_task(recipe: Recipe, chat_data: bool = False) -> GymSpec | None:
+    """The gym to score on: eval.gym, else the recipe's gym, else the gym a collected folder came from.
 
-    gym = recipe.gym
-    if gym.train_seed == recipe.eval.seed and (recipe.eval.gym is None or recipe.eval.gym.spec().full_id == gym.spec().full_id):
-        raise ConfigError(f"gym.train_seed and eval.seed are both {gym.train_seed}: give the held-out "
-                          "problems a seed of their own")
-    return gym_examples(gym.spec(), recipe.data.train_size, gym.train_seed)
-
-
-def _eval_task(recipe: Recipe) -> GymSpec | None:
-    """The gym to score on: eval.gym, else the recipe's gym, else the gym a collected folder came from."""
-    if recipe.eval.gym is not None:
-        return recipe.eval.gym.spec()
-    if recipe.gym is not None:
-        return recipe.gym.spec()
+    Shown as the model was trained: eval.gym's chat and system prompt where it sets them, else the recipe
+    gym's, else chat when the training data were conversations (`chat_data`).
+    """
+    gym, asked = recipe.gym, recipe.eval.gym
+    chat, system = (gym.chat, gym.system_prompt) if gym else (chat_data, None)
+    if asked is not None:
+        if {"chat", "system_prompt"} & asked.model_fields_set:
+            chat, system = asked.chat, asked.system_prompt
+        return replace(asked.spec(), chat=chat, system_prompt=system if chat else None)
+    if gym is not None:
+        return gym.spec()
     path = recipe.data.path
     if path:
         from data_tools.store import is_collected, read_manifest
@@ -431,7 +429,7 @@ def _eval_task(recipe: Recipe) -> GymSpec | None:
         if is_collected(path):  # `ftkit collect` recorded which gym (and settings) the rows came from
             manifest = read_manifest(path)
             if manifest.get("gym"):
-                return GymSpec(manifest["gym"], manifest.get("gym_kwargs") or {})
+                return GymSpec(manifest["gym"], manifest.get("gym_kwargs") or {}, chat=chat)
     return None
 
 
@@ -439,23 +437,6 @@ def _has_difficulty(problem: dict[str, Any], wanted: dict[str, Any]) -> bool:
     """Whether a held-out problem's difficulty includes every `key: value` of `wanted` ({} matches all)."""
     difficulty = problem.get("difficulty") or {}
     return all(str(difficulty.get(k)) == str(v) for k, v in wanted.items())
-
-
-def _dataset(rows: list[dict[str, Any]]):
-    from datasets import Dataset
-
-    if not rows:
-        raise DataError("the training set is empty")
-    return Dataset.from_list(rows)
-
-
-def _file_dataset(path: str, data):
-    from data_tools.formats import to_sft_dataset
-    from data_tools.readers import load_records
-
-    return to_sft_dataset(load_records(path), format=data.format, prompt_field=data.prompt_field,
-                          completion_field=data.completion_field, messages_field=data.messages_field,
-                          text_field=data.text_field)
 
 
 def split_global_batch(args: dict[str, Any], processes: int) -> dict[str, Any]:
