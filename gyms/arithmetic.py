@@ -19,8 +19,8 @@ from gyms.safe_math import BinOp, Expr, Num, evaluate, to_text
 OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul}
 OP_ALIASES = {"×": "*", "−": "-"}  # the multiplication sign and the Unicode minus, as people type them
 ANSWER_FORMATS = ("plain", "reversed")
-PROMPT_STYLES = ("equation", "question")
-ANSWER_PARSES = ("first_line", "last_number")
+# equation: "12+34=", the first line must be the integer; question: "What is 12 + 34?", the last integer counts
+STYLES = {"equation": "first_line", "question": "last_number"}
 REVERSED_PREFIX = "rev "
 # Operands are drawn with numpy's int64 generator; 18 digits is the most that always fits.
 MAX_DIGITS = 18
@@ -28,7 +28,7 @@ MAX_TERMS = 8
 RESET_OPTIONS = ("op", "digits", "terms")
 # The longest problem: "rev ", MAX_TERMS operands, the operators between them, a pair of parentheses
 # around every operation but the outermost, and "=".
-# With prompt_style="question": "What is " and "?" instead of "=", and a space either side of each operator.
+# With style="question": "What is " and "?" instead of "=", and a space either side of each operator.
 MAX_PROBLEM_LENGTH = 4 + MAX_TERMS * MAX_DIGITS + (MAX_TERMS - 1) + 2 * (MAX_TERMS - 2) + 1 + 8 + 2 * (MAX_TERMS - 1)
 
 # ASCII digits only: Python's `\d` also matches full-width and other scripts' digits ("５７９").
@@ -134,7 +134,7 @@ class ArithmeticEnv(TextEnv):
 
     Text (printable ASCII, up to 4096 characters): the answer. Only the first line counts, stripped of
     surrounding whitespace; see `parse_answer`. Longer or non-ASCII actions are accepted and score 0.
-    With `answer_parse="last_number"` the answer is the last integer anywhere in the text
+    With `style="question"` the answer is the last integer anywhere in the text
     (`parse_last_number`): "23 + 45 = 68" answers 68.
 
     ## Observation Space
@@ -142,7 +142,7 @@ class ArithmeticEnv(TextEnv):
     Text (printable ASCII, up to 190 characters): `"123+456="`, `"123-456="`, `"12*34="`, with
     `terms=4` `"(12+7)*3-4="`. With
     `answer_format="reversed"` the problem is prefixed with `"rev "` (`"rev 123+456="`), telling the
-    player to write the result's digits least-significant first. With `prompt_style="question"` it is
+    player to write the result's digits least-significant first. With `style="question"` it is
     a question a chat model reads naturally: `"What is 123 + 456?"`. After the step it is `""`.
 
     ## Rewards
@@ -169,9 +169,9 @@ class ArithmeticEnv(TextEnv):
       `ops=["+", "-"], op_weights=[4, 1]` for four additions to one subtraction. Default: uniform.
     - `partial_credit`: reward wrong answers by their share of right characters (see Rewards).
       Default False.
-    - `prompt_style`: "equation" (`123+456=`) or "question" (`What is 123 + 456?`). Default "equation".
-    - `answer_parse`: "first_line" (the first line must be the integer) or "last_number" (the last
-      integer in the text counts, for models that answer in words). Default "first_line".
+    - `style`: "equation" (`123+456=`, the first line must be the integer) or "question"
+      (`What is 123 + 456?`, the last integer in the answer counts: for chat models that answer in
+      their own words). Default "equation".
     - `render_mode`: None or "ansi".
 
     `reset(options={"op": "*", "digits": 5, "terms": 3})` pins the operator (every operator, when
@@ -186,8 +186,8 @@ class ArithmeticEnv(TextEnv):
 
     - v0: initial version. Later, still v0 because every default problem is unchanged: `terms` for
       longer expressions with parentheses, and the observation space's length raised from 64 to 168
-      characters to fit them (190 with `prompt_style`); `op_weights`; `partial_credit` (off by default); `prompt_style` and
-      `answer_parse` (defaults unchanged) for chat models.
+      characters to fit them (190 with `style`); `op_weights`; `partial_credit` (off by default); `style` (default
+      unchanged) for chat models.
     """
 
     has_oracle = True
@@ -201,8 +201,7 @@ class ArithmeticEnv(TextEnv):
         terms: int | Sequence[int] = 2,
         op_weights: Sequence[float] | None = None,
         partial_credit: bool = False,
-        prompt_style: str = "equation",
-        answer_parse: str = "first_line",
+        style: str = "equation",
     ) -> None:
         super().__init__(
             render_mode=render_mode, max_observation_length=MAX_PROBLEM_LENGTH, max_action_length=4096
@@ -215,8 +214,8 @@ class ArithmeticEnv(TextEnv):
         if not isinstance(partial_credit, bool):
             raise GymError(f"partial_credit must be true or false; got {partial_credit!r}")
         self.partial_credit = partial_credit
-        self.prompt_style = _check_choice(prompt_style, "prompt_style", PROMPT_STYLES)
-        self.answer_parse = _check_choice(answer_parse, "answer_parse", ANSWER_PARSES)
+        self.style = _check_choice(style, "style", tuple(STYLES))
+        self.answer_parse = STYLES[self.style]
         self._op = ""  # the operator, or with three or more terms the operators that occur
         self._num_digits = 0
         self._num_terms = 2
@@ -239,7 +238,7 @@ class ArithmeticEnv(TextEnv):
             value, problem = self._draw_long_problem(options)
         self._answer = format_answer(value, self.answer_format)
         prefix = REVERSED_PREFIX if self.answer_format == "reversed" else ""
-        if self.prompt_style == "question":  # operators spaced out: operands are >= 0, so every sign is one
+        if self.style == "question":  # operators spaced out: operands are >= 0, so every sign is one
             spaced = re.sub(r"([-+*])", r" \1 ", problem)
             obs = f"{prefix}What is {spaced}?"
         else:
