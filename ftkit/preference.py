@@ -127,8 +127,8 @@ class RewardModelRun(PairsRun):
         rejected = scorer.score([r["prompt"] for r in rows], [r["rejected"] for r in rows])
         correct = sum(c > r for c, r in zip(chosen, rejected))
         result = EvalResult(gym="pairs", n=len(rows), correct=correct)
-        result.samples = [{"prompt": r["prompt"], "completion": f"chosen {c:.3f} vs rejected {j:.3f}",
-                           "answer": r["chosen"], "reward": c, "solved": c > j}
+        result.samples = [{"prompt": _shown(r["prompt"]), "completion": f"chosen {c:.3f} vs rejected {j:.3f}",
+                           "answer": _shown(r["chosen"]), "reward": c, "solved": c > j}
                           for r, c, j in list(zip(rows, chosen, rejected))[: self.recipe.eval.samples]]
         write_json_atomic(self.run_dir / "eval.json", result.to_dict())
         self.metrics.append({"step": self.trainer.state.global_step, "pairwise_accuracy": result.accuracy})
@@ -148,8 +148,10 @@ def load_reward_model(path: str, cfg, method: str, quant=None, *, pad_token_id: 
 class RewardScorer:
     """Score (prompt, completion) pairs with a reward model: `RewardScorer.load(dir).score(prompts, completions)`.
 
-    The text scored is the prompt followed by the completion and the end-of-text token, as TRL's
-    RewardTrainer builds it for training, so scores at use match scores in training.
+    A pair is scored on the ids TRL's RewardTrainer trains on, so scores at use match scores in training:
+    text is the prompt followed by the completion and the end-of-text token, tokenized with the
+    tokenizer's special tokens; chat messages (TRL's conversational format: a prompt of messages, an
+    answer of assistant messages) are the chat template's rendering of the whole conversation.
     """
 
     def __init__(self, model, tokenizer, batch_size: int = 64):
@@ -177,10 +179,27 @@ class RewardScorer:
             model.config.pad_token_id = tokenizer.pad_token_id
         return cls(model.eval(), tokenizer)
 
-    def score(self, prompts: list[str], completions: list[str]) -> list[float]:
+    def score(self, prompts: list, completions: list) -> list[float]:
+        """One score per pair; each prompt and completion is text or a list of chat messages."""
+        return self.score_ids([self.encode(p, c) for p, c in zip(prompts, completions)])
+
+    def encode(self, prompt: str | list[dict[str, str]], completion: str | list[dict[str, str]]) -> list[int]:
+        """The ids of one pair as TRL's RewardTrainer trains on them.
+
+        A conversation is rendered by the chat template and tokenized without special tokens (the rule of
+        `ftkit.chat.Formatter`: the template's own BOS, once). It is tokenized whole, as TRL does, not message
+        by message: a reward model needs no answer mask, so no template is refused for lacking a clean one.
+        """
+        tok = self.tokenizer
+        if isinstance(prompt, str) and isinstance(completion, str):
+            return tok(prompt + completion + (tok.eos_token or ""))["input_ids"]
+        messages = _messages(prompt, "user") + _messages(completion, "assistant")
+        return tok.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+
+    def score_ids(self, sequences: list[list[int]]) -> list[float]:
+        """One score per token sequence (right-padded in batches; the head reads the last real token)."""
         import torch
 
-        texts = [p + c + (self.tokenizer.eos_token or "") for p, c in zip(prompts, completions)]
         scores: list[float] = []
         tok = self.tokenizer
         saved, tok.padding_side = tok.padding_side, "right"
@@ -188,11 +207,21 @@ class RewardScorer:
         self.model.eval()
         try:
             with torch.inference_mode():
-                for start in range(0, len(texts), self.batch_size):
-                    enc = tok(texts[start : start + self.batch_size], return_tensors="pt", padding=True)
-                    enc = enc.to(self.model.device)
+                for start in range(0, len(sequences), self.batch_size):
+                    batch = [list(ids) for ids in sequences[start : start + self.batch_size]]
+                    enc = tok.pad({"input_ids": batch}, padding=True, return_tensors="pt").to(self.model.device)
                     scores += self.model(**enc).logits[:, 0].float().tolist()
         finally:
             tok.padding_side = saved
             self.model.train(was_training)
         return scores
+
+
+def _messages(part: str | list[dict[str, str]], role: str) -> list[dict[str, str]]:
+    """A pair's prompt or answer as chat messages: a text becomes one message of `role`."""
+    return [dict(m) for m in part] if isinstance(part, list) else [{"role": role, "content": part}]
+
+
+def _shown(part) -> str:
+    """A prompt or answer as one line of a report: chat messages as `role: content | ...`."""
+    return part if isinstance(part, str) else " | ".join(f"{m.get('role')}: {m.get('content')}" for m in part)

@@ -135,3 +135,32 @@ def test_preference_runs_check_their_stop_conditions(tmp_path, pairs_folder, tin
     with pytest.raises(ConfigError, match=message):
         preference.main(validate_recipe(raw))
     assert not (tmp_path / kind).exists()  # checked before the run folder is made
+
+
+CHAT_PAIRS = [{"prompt": [{"role": "user", "content": f"{a}+{b}="}], "chosen": [{"role": "assistant", "content": str(a + b)}],
+               "rejected": [{"role": "assistant", "content": "no idea"}]} for a in range(6) for b in range(4)]
+
+
+def test_reward_model_on_conversational_pairs_scores_the_conversations_it_trained_on(tmp_path, smol_model_dir):
+    """Pairs as chat messages (TRL's conversational format): scored as TRL trains on them, the chat
+    template's rendering of prompt + answer, not the messages joined as strings."""
+    from transformers import AutoTokenizer
+
+    from ftkit import preference
+    from ftkit.preference import RewardScorer
+
+    folder = tmp_path / "chat_pairs"
+    write_dataset(folder, {"train": CHAT_PAIRS[:20], "validation": CHAT_PAIRS[20:]}, {"kind": "pairs", "command": "test"})
+    recipe = validate_recipe(preference_recipe(tmp_path, "rm", str(folder), smol_model_dir,
+                                               train={"max_steps": 2, "per_device_train_batch_size": 4,
+                                                      "learning_rate": 1e-3, "max_length": 64},
+                                               eval={"n": 0, "samples": 2}))
+    summary = preference.main(recipe)
+    assert json.loads((tmp_path / "rm" / "eval.json").read_text())["n"] == 4 and "eval_accuracy" in summary
+    scorer = RewardScorer.load(str(tmp_path / "rm" / "model"))
+    tok = AutoTokenizer.from_pretrained(smol_model_dir)
+    pair = CHAT_PAIRS[0]
+    trl_ids = tok.apply_chat_template(pair["prompt"] + pair["chosen"], tokenize=True, return_dict=True)["input_ids"]
+    with torch.no_grad():
+        expected = scorer.model(input_ids=torch.tensor([trl_ids])).logits[0, 0].item()
+    assert scorer.score([pair["prompt"]], [pair["chosen"]]) == pytest.approx([expected], abs=1e-5)

@@ -116,3 +116,30 @@ def test_an_answer_ended_by_another_stop_token_still_gets_the_templates_end_of_t
     (episode,) = collect(ScriptedIdsEngine(tok, actions), tok, spec, [3], SamplingParams(max_new_tokens=4)).episodes
     text = tok.decode(episode.tokens.input_ids)
     assert "9<|end_of_text|><|eot_id|><|start_header_id|>user<|end_header_id|>" in text
+
+
+@pytest.mark.parametrize("chat", [True, False])
+def test_a_reward_model_scores_an_episode_as_it_was_trained_bos_once(family_tokenizer, chat):
+    from ftkit.preference import RewardScorer
+    from ftkit.rl.rollout import add_model_reward
+
+    class RecordingScorer(RewardScorer):
+        def score_ids(self, sequences):
+            self.seen = [list(ids) for ids in sequences]
+            return [0.5] * len(sequences)
+
+    tok = family_tokenizer("llama3")
+    spec = GymSpec("arithmetic", {"digits": 1}, chat=chat, system_prompt="Be brief." if chat else None)
+    actions = [(_ids(tok, "7") + [end_of_turn_id(tok) if chat else tok.eos_token_id], "eos")]
+    batch = collect(ScriptedIdsEngine(tok, actions), tok, spec, [5], SamplingParams(max_new_tokens=4))
+    scorer = RecordingScorer(None, tok)
+    add_model_reward(batch, scorer, tok, weight=1.0, verifier_weight=0.0)
+    (ids,) = scorer.seen
+    observation = batch.episodes[0].trajectory.turns[0].observation
+    if chat:  # TRL's conversational format: the template's rendering of the whole conversation
+        messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": observation},
+                    {"role": "assistant", "content": "7"}]
+        assert ids == tok.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+    else:  # TRL's text format: prompt + answer + eos, with the tokenizer's BOS
+        assert ids == tok(observation + "7" + tok.eos_token)["input_ids"]
+    assert ids.count(tok.bos_token_id) == 1 and batch.model_scores == [0.5]

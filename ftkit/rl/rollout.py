@@ -159,8 +159,16 @@ def add_model_reward(batch: RolloutBatch, scorer, tokenizer, *, weight: float, v
     """Score each episode with a reward model and make that (plus `verifier_weight` x the gym's reward)
     what the policy is trained on. The score lands on the episode's last action; the gym's own reward
     stays in the trajectory, so the two are logged apart."""
-    texts = [tokenizer.decode([t for t in e.tokens.input_ids if t != tokenizer.eos_token_id]) for e in batch.episodes]
-    scores = scorer.score(texts, [""] * len(texts))
+    prompts, answers = [], []
+    for episode in batch.episodes:
+        if episode.tokens.chat:  # TRL's conversational format: the conversation before the last answer, and it
+            messages = episode.tokens.messages
+            prompts.append(messages[:-1])
+            answers.append(messages[-1:])
+        else:  # the text, which the scorer tokenizes with its own BOS and end-of-text
+            prompts.append(tokenizer.decode(episode.tokens.input_ids, skip_special_tokens=True))
+            answers.append("")
+    scores = scorer.score(prompts, answers)
     for episode, score in zip(batch.episodes, scores):
         positions = [(pos, verifier_weight * reward) for pos, reward in episode.reward_positions]
         if positions:
