@@ -154,6 +154,30 @@ def tiny_llama(tokenizer, **config):
 
 
 @pytest.fixture(scope="session")
+def family_models(smollm2_tokenizer_dir, tmp_path_factory) -> dict[str, str]:
+    """Tiny random models of the Llama, Qwen2, Mistral, Gemma 2, Phi-3 and Gemma 3 (nested config) families,
+    each with the real SmolLM2 tokenizer dressed as the family's (special tokens, BOS/EOS/pad, chat template,
+    generation_config stop list; see tests/families.py): family name -> model folder, in a few seconds."""
+    from families import FAMILIES, build_family
+
+    root = tmp_path_factory.mktemp("families")
+    return {name: str(build_family(family, root / name, smollm2_tokenizer_dir)) for name, family in FAMILIES.items()}
+
+
+@pytest.fixture(scope="session")
+def family_stop_models(family_models, tmp_path_factory) -> dict[str, str]:
+    """The family models rigged to answer every prompt with the token that ends the family's chat turns,
+    which is not the tokenizer's eos_token where the family has such a token (Llama's <|eot_id|>, Qwen's
+    <|im_end|>, Gemma's <end_of_turn>, Phi-3's <|end|>; Mistral's </s>), and to write "X" after it: an
+    answer that runs past its end shows as "XXX" (tests/families.py `rig_to_stop`): name -> model folder."""
+    from families import FAMILIES, rig_to_stop
+
+    root = tmp_path_factory.mktemp("family_stops")
+    return {name: str(rig_to_stop(folder, FAMILIES[name].end_of_turn, root / name))
+            for name, folder in family_models.items()}
+
+
+@pytest.fixture(scope="session")
 def smollm2_model_dir(tmp_path_factory) -> str:
     """The real SmolLM2-135M-Instruct as a standard model folder: the packaged GGUF dequantised once per
     session by ftkit's own cache (`ftkit.model_sources`, in a temporary FTKIT_CACHE; about 25 s).
