@@ -260,7 +260,30 @@ def load_model(path: str, cfg: ModelConfig, method: str, quant: QuantizationSect
     use_fused_gelu(model)
     if method == "qlora":
         release_checkpoint_pages(model)
+        keep_4bit_layers_trainable(model)  # SFT's mid-training evaluations and RL's rollouts both generate
     return model
+
+
+def keep_4bit_layers_trainable(model) -> int:
+    """Stop bitsandbytes from switching `model`'s 4-bit layers to its CPU inference kernel; returns how many.
+
+    On a CPU with AVX512-BF16, `bnb.nn.Linear4bit.forward` repacks the layer's weights for a fused
+    inference kernel the first time it runs in eval mode on an input without gradient, which is every
+    generation (RL rollouts and SFT's or RL's evaluations run under `torch.inference_mode`, and `no_grad` would be the
+    same). The repack is permanent, and from then on `matmul_4bit` takes that kernel in training too,
+    although it has no backward: with a bias, `result += bias` on its output fails ("a view of a leaf
+    Variable ... in-place operation"); without one, no gradient flows through the layer to the adapters
+    below it, silently. A trained model is sampled from and trained in turn, so its layers keep the ordinary
+    (dequantize and matmul) path, the one training uses: sampling is then also computed like training.
+    """
+    try:
+        from bitsandbytes.nn import Linear4bit
+    except ImportError:  # no bitsandbytes, no 4-bit layers
+        return 0
+    layers = [m for m in model.modules() if isinstance(m, Linear4bit)]
+    for layer in layers:
+        layer.support_avx512bf16_for_cpu = False  # the switch forward() reads before repacking
+    return len(layers)
 
 
 def release_checkpoint_pages(model) -> None:

@@ -68,3 +68,39 @@ def test_generation_leaves_the_gradients_of_a_4bit_policy_unchanged(tmp_path, sm
     assert before and before.keys() == after.keys()
     for name in before:
         torch.testing.assert_close(after[name], before[name], msg=name)
+
+
+def test_sft_models_loaded_for_qlora_keep_their_gradients_after_a_generation(tmp_path, smollm2_tokenizer):
+    """SFT's mid-training evaluations generate too: `load_model` itself keeps the 4-bit layers trainable,
+    so SFT and RL both get it (before, only the RL learner did)."""
+    from bitsandbytes.nn import Linear4bit
+    from conftest import tiny_llama
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    from ftkit.config import ModelConfig
+    from ftkit.models import load_model, lora_config
+
+    tok = smollm2_tokenizer
+    folder = tmp_path / "llama"
+    tiny_llama(tok, hidden_size=64, intermediate_size=128).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    model = load_model(str(folder), ModelConfig(name=str(folder)), "qlora")
+    assert all(not m.support_avx512bf16_for_cpu for m in model.modules() if isinstance(m, Linear4bit))
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    from ftkit.config import LoraSection
+
+    model = get_peft_model(model, lora_config(LoraSection(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "o_proj"])))
+    ids = torch.tensor([tok("12+34=46")["input_ids"]])
+
+    def lower_layer_grads():
+        model.train()
+        model.zero_grad()
+        model(input_ids=ids).logits.float().pow(2).mean().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None and "layers.0." in n}
+
+    before = lower_layer_grads()
+    HFEngine(model, tok).generate(["1+1="], SamplingParams(max_new_tokens=2, temperature=0))
+    after = lower_layer_grads()
+    assert before and before.keys() == after.keys()
+    for name in before:
+        torch.testing.assert_close(after[name], before[name], msg=name)

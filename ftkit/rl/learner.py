@@ -90,33 +90,11 @@ def _add_adapters(recipe: RLRecipe, model, checkpoint: Path | None):
     from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
 
     if recipe.method == "qlora":
+        # load_model already kept its 4-bit layers off bitsandbytes' CPU inference kernel
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-        keep_4bit_layers_trainable(model)
     if checkpoint is not None:
         return PeftModel.from_pretrained(model, checkpoint / "adapter", is_trainable=True)
     return get_peft_model(model, lora_config(recipe.lora))
-
-
-def keep_4bit_layers_trainable(model) -> int:
-    """Stop bitsandbytes from switching `model`'s 4-bit layers to its CPU inference kernel; returns how many.
-
-    On a CPU with AVX512-BF16, `bnb.nn.Linear4bit.forward` repacks the layer's weights for a fused
-    inference kernel the first time it runs in eval mode on an input without gradient, which is every
-    generation (rollouts and evaluation run under `torch.inference_mode`, and `no_grad` would be the
-    same). The repack is permanent, and from then on `matmul_4bit` takes that kernel in training too,
-    although it has no backward: with a bias, `result += bias` on its output fails ("a view of a leaf
-    Variable ... in-place operation"); without one, no gradient flows through the layer to the adapters
-    below it, silently. The policy is sampled from and trained in turn, so its layers keep the ordinary
-    (dequantize and matmul) path, the one training uses: sampling is then also computed like training.
-    """
-    try:
-        from bitsandbytes.nn import Linear4bit
-    except ImportError:  # no bitsandbytes, no 4-bit layers
-        return 0
-    layers = [m for m in model.modules() if isinstance(m, Linear4bit)]
-    for layer in layers:
-        layer.support_avx512bf16_for_cpu = False  # the switch forward() reads before repacking
-    return len(layers)
 
 
 def _optimizer(t: RLTrainSection, model, value_head, optimizer_steps: int):
