@@ -15,10 +15,11 @@ is shown the same tokens at every stage. That sounds obvious; it is where real m
   the tokenizer's `eos_token_id`, and the token the chat template closes an assistant turn with.
 - **Which tokens are trained.** `{% generation %}` markers (what TRL's `assistant_only_loss` needs)
   are missing from most templates, SmolLM2's, Llama's and Qwen's among them. `Formatter.conversation`
-  renders the conversation one message at a time and tokenizes the pieces, so it knows which ids each
-  assistant message produced; it then checks, token by token, that the pieces joined give the ids of
-  the whole conversation tokenized at once. A system prompt the template inserts by itself is part of
-  the first piece, so it is shown and never trained on.
+  renders the conversation up to each answer to find, in characters, where every answer lies, then
+  tokenizes the whole conversation once and marks each token by the characters it covers (the
+  tokenizer's offsets). Tokenizing message by message instead would split some texts differently
+  ("\n\n" + "0" is not "\n\n0" for a GPT-2-style tokenizer under Llama 3's template). A system prompt
+  the template inserts by itself comes before the first answer, so it is shown and never trained on.
 - **Turn after turn.** In multi-turn RL the sequence grows by the ids the policy sampled and the ids of
   the environment's next message (`Formatter.next_turn_ids`), never by re-rendering the history:
   templates that trim an answer, or rewrite earlier turns (Qwen3's `<think>`), would change ids the
@@ -27,6 +28,7 @@ is shown the same tokens at every stage. That sounds obvious; it is where real m
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -138,25 +140,36 @@ class Formatter:
     def conversation(self, messages: Sequence[Message]) -> Tokenized:
         """A whole conversation; every assistant message (with its end-of-turn token) is trained.
 
-        Rendered one message at a time: the text each message adds is tokenized on its own, so every id
-        is known to come from an assistant or not. Raises `DataError` when the template rejects the
-        conversation, renders earlier messages differently once later ones are added, or the pieces do
-        not join to the ids of the whole conversation.
+        The ids are those of the whole rendered conversation tokenized at once (what the model reads,
+        and what TRL trains on). Which of them are an answer's comes from the text: answer i spans from
+        the end of the conversation before it rendered with the generation prompt, to where the
+        conversation through it stops agreeing with the whole; a token is trained when its characters
+        (the tokenizer's offsets) overlap an answer. Raises `DataError` when the template rejects the
+        conversation or renders what comes before an answer differently once more turns follow.
         """
         messages = [dict(m) for m in messages]
         if not any(m.get("role") == "assistant" for m in messages):
             raise DataError("a training conversation needs at least one assistant message")
-        pieces, rendered = [], ""
-        for i, message in enumerate(messages):
-            is_answer = message.get("role") == "assistant"
-            before = self._render(messages[:i], generation_prompt=True) if is_answer and i else rendered
-            if is_answer and before != rendered:
-                pieces.append((self._new_text(rendered, before, i), 0))
-                rendered = before
-            text = self._render(messages[: i + 1], generation_prompt=False)
-            pieces.append((self._new_text(rendered, text, i), int(is_answer)))
-            rendered = text
-        return self._join(pieces, rendered)
+        whole = self._render(messages, generation_prompt=False)
+        spans = [self._answer_span(messages, i, whole) for i, m in enumerate(messages) if m.get("role") == "assistant"]
+        encoded = self.tokenizer(whole, add_special_tokens=False, return_offsets_mapping=True)
+        trained = [int(any(a < end and start < b for start, end in spans)) for a, b in encoded["offset_mapping"]]
+        return Tokenized(list(encoded["input_ids"]), self._trim_after_end(encoded["input_ids"], trained))
+
+    def _answer_span(self, messages: list[Message], i: int, whole: str) -> tuple[int, int]:
+        """Where answer `i` (with whatever closes its turn) lies in `whole`, in characters."""
+        head = self._render(messages[:i], generation_prompt=True)
+        if not whole.startswith(head):
+            raise DataError(
+                f"the chat template renders the conversation before message {i} differently once later messages "
+                "are added, so which tokens are the assistant's is ambiguous; ftkit cannot build an "
+                "assistant-only loss mask with this template"
+            )
+        through = self._render(messages[: i + 1], generation_prompt=False)
+        end = len(os.path.commonprefix([through, whole]))  # Phi-3 appends eos only to a conversation's end
+        if end <= len(head):
+            raise DataError(f"message {i} (the assistant's) renders as no text at all with this chat template")
+        return len(head), end
 
     # -- multi-turn RL ---------------------------------------------------------------------------
 
@@ -197,46 +210,19 @@ class Formatter:
     def _encode_rendered(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]  # the template wrote its own BOS
 
-    @staticmethod
-    def _new_text(rendered: str, text: str, index: int) -> str:
-        if not text.startswith(rendered):
-            raise DataError(
-                f"the chat template renders the conversation before message {index} differently once message "
-                f"{index} is added, so which tokens belong to which message is ambiguous; ftkit cannot build "
-                "an assistant-only loss mask with this template"
-            )
-        return text[len(rendered):]
-
-    def _join(self, pieces: list[tuple[str, int]], rendered: str) -> Tokenized:
-        ids, trained = [], []
-        for text, is_answer in pieces:
-            piece = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            ids += piece
-            trained += [is_answer] * len(piece)
-        whole = self._encode_rendered(rendered)
-        if ids != whole:
-            at = next((i for i, (a, b) in enumerate(zip(ids, whole)) if a != b), min(len(ids), len(whole)))
-            raise DataError(
-                f"tokenizing the conversation message by message gives different ids from tokenizing it whole "
-                f"(first difference at token {at}: {self.tokenizer.decode(whole[max(0, at - 3):at + 3])!r}); "
-                "the assistant-only mask would be wrong, so ftkit stops here"
-            )
-        return Tokenized(ids, self._trim_after_end(ids, trained))
-
     def _trim_after_end(self, ids: list[int], trained: list[int]) -> list[int]:
-        """Within each answer, train up to its end-of-turn token, not on the newline a template adds after it."""
+        """Within each answer, train up to its first stop token: not the newline (or, with Phi-3, the
+        end-of-text) a template writes after the end of the turn, which generation never reaches."""
         stops = set(stop_token_ids(self.tokenizer))
-        out, i = list(trained), 0
-        while i < len(ids):
-            if not out[i]:
-                i += 1
+        out, inside_answer, ended = list(trained), False, False
+        for k, (token, is_answer) in enumerate(zip(ids, trained)):
+            if not is_answer:
+                inside_answer = ended = False
                 continue
-            j = i
-            while j < len(ids) and trained[j]:
-                j += 1
-            ends = [k for k in range(i, j) if ids[k] in stops]
-            if ends:
-                for k in range(ends[-1] + 1, j):
-                    out[k] = 0
-            i = j
+            if not inside_answer:
+                inside_answer, ended = True, False
+            if ended:
+                out[k] = 0
+            elif token in stops:
+                ended = True
         return out

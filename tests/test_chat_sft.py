@@ -248,7 +248,7 @@ def _bad_input(tmp_path, smol_model_dir, case: str) -> tuple[dict, str]:
                {"role": "assistant", "content": "2"}]
         path = _jsonl(tmp_path / "chats.jsonl", [{"messages": good}, {"messages": bad}])
         raw = chat_recipe(tmp_path, str(strict), gym=None, data={"path": path}, eval={"n": 0})
-        return raw, (f"error: {path}:2: the chat template rejects a conversation with roles [user, user]: "
+        return raw, (f"error: {path}:2: the chat template rejects a conversation with roles [user, user, assistant]: "
                      "Conversation roles must alternate")
     if case == "too_long":
         path = _jsonl(tmp_path / "long.jsonl", [{"prompt": "1+1=", "completion": "2"},
