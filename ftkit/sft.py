@@ -50,6 +50,7 @@ from ftkit.runs import (
     write_text_atomic,
 )
 from ftkit.sft_data import DataModel, TrainingSet, data_model, training_set
+from ftkit.trl_patches import score_only_trained_positions
 from gyms.spec import GymSpec
 
 
@@ -184,6 +185,7 @@ class SFTRun:
         from transformers.trainer_callback import PrinterCallback
 
         trainer_class = getattr(trl, TRAINERS[self.recipe.kind])
+        score_only_trained_positions()  # on a CPU too, as TRL does on GPUs (ftkit/trl_patches.py says why)
         extra_callbacks = [callbacks.ProgressCallback(self.console), callbacks.MetricsCallback(self.metrics),
                            callbacks.NanGuard()]
         if self.recipe.eval.every_steps and self.heldout:
