@@ -132,3 +132,11 @@ def test_forward_log_probs_match_the_engines_sampling_log_probs(tokenizer):
     mask = tensors["loss_mask"].bool()
     torch.testing.assert_close(logprobs[mask], tensors["sample_logprobs"][mask], atol=1e-4, rtol=1e-4)
     assert (entropy[mask] > 0).all()
+    # With the loss mask, the LM head skips the prompt's columns: the same log-probs where it counts
+    with torch.no_grad():
+        kept, kept_entropy, _ = forward_tokens(model, tensors["input_ids"], tensors["attention_mask"], 0.7,
+                                               with_entropy=True, loss_mask=tensors["loss_mask"])
+    first = int(mask.any(0).nonzero()[0])
+    assert first > 0 and kept.shape == logprobs.shape and (kept[:, :first] == 0).all()
+    torch.testing.assert_close(kept[mask], logprobs[mask])
+    torch.testing.assert_close(kept_entropy[mask], entropy[mask])

@@ -66,29 +66,43 @@ class ValueHead(nn.Module):
 
 
 def forward_tokens(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, temperature: float = 1.0,
-                   value_head: nn.Module | None = None, with_entropy: bool = False):
+                   value_head: nn.Module | None = None, with_entropy: bool = False,
+                   loss_mask: torch.Tensor | None = None):
     """One forward pass: (logprobs, entropy or None, values or None), each (B, L - 1).
 
     Logits are divided by the sampling temperature, so that the log-probabilities are those of the
     distribution the tokens were sampled from. Entropy is computed without gradient (it is logged,
-    not optimised).
+    not optimised). With `loss_mask` (B, L - 1), the LM head runs only from the first column any row
+    trains on (`logits_to_keep`): the prompt's positions need no vocabulary-sized logits, which for a
+    49k-token vocabulary are most of the memory and much of the time; their log-probs are returned as 0.
     """
+    first = _first_trained_column(loss_mask)
     out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
-                output_hidden_states=value_head is not None)
+                output_hidden_states=value_head is not None, logits_to_keep=input_ids.shape[1] - first)
     logits = out.logits[:, :-1].float()
     if temperature != 1.0:
         logits = logits / temperature
-    targets = input_ids[:, 1:].unsqueeze(-1)
+    targets = input_ids[:, first + 1 :].unsqueeze(-1)
     # log p(token) = logit(token) - logsumexp(logits): no (B, L, V) log-softmax tensor is kept.
     log_norm = torch.logsumexp(logits, dim=-1)
-    logprobs = logits.gather(-1, targets).squeeze(-1) - log_norm
+    logprobs = _pad_front(logits.gather(-1, targets).squeeze(-1) - log_norm, first)
     entropy = None
     if with_entropy:
         with torch.no_grad():
             probs = torch.softmax(logits, dim=-1)
-            entropy = log_norm - (probs * logits).sum(-1)
+            entropy = _pad_front(log_norm - (probs * logits).sum(-1), first)
     values = value_head(out.hidden_states[-1][:, :-1]) if value_head is not None else None
     return logprobs, entropy, values
+
+
+def _first_trained_column(loss_mask: torch.Tensor | None) -> int:
+    if loss_mask is None or not bool(loss_mask.any()):
+        return 0
+    return int(loss_mask.any(dim=0).nonzero()[0])
+
+
+def _pad_front(x: torch.Tensor, columns: int) -> torch.Tensor:
+    return torch.nn.functional.pad(x, (columns, 0)) if columns else x
 
 
 def disable_dropout(model: nn.Module) -> int:

@@ -84,24 +84,25 @@ class Update:
             for start in range(0, len(episodes) if need_old or need_ref else 0, micro):
                 ids = tensors["input_ids"][start : start + micro]
                 attn = tensors["attention_mask"][start : start + micro]
+                mask = tensors["loss_mask"][start : start + micro]
                 if need_old:
                     with self.accelerator.autocast():
                         lp, _, v = forward_tokens(self.learner.model, ids, attn, self.temperature,
-                                                  self.learner.value_head)
+                                                  self.learner.value_head, loss_mask=mask)
                     old.append(lp)
                     values.append(v)
                 if need_ref:
-                    ref.append(self._reference_logprobs(ids, attn))
+                    ref.append(self._reference_logprobs(ids, attn, mask))
         cat = lambda xs: torch.cat(xs) if xs and xs[0] is not None else None  # noqa: E731
         return ScoredBatch(episodes, tensors, rewards, old_logprobs=cat(old), old_values=cat(values),
                            ref_logprobs=cat(ref), mean_std=self.mean_std)
 
-    def _reference_logprobs(self, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+    def _reference_logprobs(self, ids: torch.Tensor, attn: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         with self.accelerator.autocast():
             if self.learner.ref_model is not None:
-                return forward_tokens(self.learner.ref_model, ids, attn, self.temperature)[0]
+                return forward_tokens(self.learner.ref_model, ids, attn, self.temperature, loss_mask=mask)[0]
             with self.accelerator.unwrap_model(self.learner.model).disable_adapter():  # LoRA: the base model
-                return forward_tokens(self.learner.model, ids, attn, self.temperature)[0]
+                return forward_tokens(self.learner.model, ids, attn, self.temperature, loss_mask=mask)[0]
 
     def mean_std(self, x: torch.Tensor, mask: torch.Tensor, unbiased: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and std of x over the masked entries of every process (whitening must not depend on the layout)."""
@@ -153,7 +154,7 @@ class Update:
         ids, attn, mask = (scored.tensors[k][rows] for k in ("input_ids", "attention_mask", "loss_mask"))
         with self.accelerator.autocast():
             logprobs, entropy, values = forward_tokens(self.learner.model, ids, attn, self.temperature,
-                                                       self.learner.value_head, with_entropy=True)
+                                                       self.learner.value_head, with_entropy=True, loss_mask=mask)
         pick = lambda x: None if x is None else x[rows]  # noqa: E731
         old = scored.old_logprobs[rows] if scored.old_logprobs is not None else logprobs.detach()
         inputs = LossInputs(logprobs, old, mask, advantages[rows], ref_logprobs=pick(scored.ref_logprobs),
