@@ -29,5 +29,6 @@ def score_only_trained_positions() -> bool:
         return device.type == "cpu" or decide(device)
 
     compact_on_cpu_too.ftkit_compact = True  # type: ignore[attr-defined]
+    compact_on_cpu_too.trl_choice = decide  # type: ignore[attr-defined]  # TRL's own rule, for comparisons
     trl_utils._use_triton = compact_on_cpu_too
     return True

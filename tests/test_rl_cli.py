@@ -34,7 +34,8 @@ def test_every_shipped_rl_recipe_validates():
     from ftkit.rl.config import load_rl_recipe
 
     names = sorted(p.name for p in Path("recipes").glob("*_*.yaml") if "algo" in yaml.safe_load(p.read_text()))
-    assert names == ["grpo_arithmetic.yaml", "grpo_guess_number.yaml", "ppo_arithmetic.yaml", "rloo_arithmetic.yaml"]
+    assert names == ["grpo_arithmetic.yaml", "grpo_guess_number.yaml", "grpo_smollm2_math.yaml", "ppo_arithmetic.yaml",
+                     "rloo_arithmetic.yaml"]
     for name in names:
         recipe = load_rl_recipe(Path("recipes") / name)
         assert Path("recipes", name).read_text().startswith(f"# ftkit rl recipes/{name}")

@@ -39,11 +39,10 @@ def test_compact_scoring_gives_the_same_loss_from_fewer_rows(tmp_path):
     ids = torch.randint(0, 250, (4, 12))
     labels = ids.clone()
     labels[:, :9] = -100  # the answer: the last 3 tokens of each row
-    original = trl_utils._use_triton
+    original = trl_utils._use_triton  # ftkit's, where an SFT run in this process switched it on already
     try:
-        trl_utils._use_triton = lambda device: False  # TRL's own choice on a CPU: every position
+        trl_utils._use_triton = getattr(original, "trl_choice", original)  # TRL's own: every position on a CPU
         full_loss, full_entropy, full_grad, full_rows = _fused_loss_and_rows(model, ids, labels)
-        trl_utils._use_triton = original
         assert score_only_trained_positions() is True
         assert score_only_trained_positions() is False  # switched on once
         loss, entropy, grad, rows = _fused_loss_and_rows(model, ids, labels)
