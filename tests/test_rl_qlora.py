@@ -54,7 +54,12 @@ def test_generation_leaves_the_gradients_of_a_4bit_policy_unchanged(tmp_path, sm
                      lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj", "o_proj"]})
     recipe = load_rl_recipe(None, base=raw)
     learner = build_learner(recipe, make_objective(recipe), Accelerator(cpu=True), str(folder))
-    model, ids = learner.model, torch.tensor([tok("12+34=56, 7*8=56")["input_ids"]])
+    assert_generation_leaves_lower_layer_grads(learner.model, tok, "12+34=56, 7*8=56")
+
+
+def assert_generation_leaves_lower_layer_grads(model, tok, text: str) -> None:
+    """The first layer's gradients on `text` are the same before and after the model generates."""
+    ids = torch.tensor([tok(text)["input_ids"]])
 
     def lower_layer_grads():
         model.train()
@@ -77,7 +82,7 @@ def test_sft_models_loaded_for_qlora_keep_their_gradients_after_a_generation(tmp
     from conftest import tiny_llama
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    from ftkit.config import ModelConfig
+    from ftkit.config import LoraSection, ModelConfig
     from ftkit.models import load_model, lora_config
 
     tok = smollm2_tokenizer
@@ -87,20 +92,5 @@ def test_sft_models_loaded_for_qlora_keep_their_gradients_after_a_generation(tmp
     model = load_model(str(folder), ModelConfig(name=str(folder)), "qlora")
     assert all(not m.support_avx512bf16_for_cpu for m in model.modules() if isinstance(m, Linear4bit))
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    from ftkit.config import LoraSection
-
     model = get_peft_model(model, lora_config(LoraSection(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "o_proj"])))
-    ids = torch.tensor([tok("12+34=46")["input_ids"]])
-
-    def lower_layer_grads():
-        model.train()
-        model.zero_grad()
-        model(input_ids=ids).logits.float().pow(2).mean().backward()
-        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None and "layers.0." in n}
-
-    before = lower_layer_grads()
-    HFEngine(model, tok).generate(["1+1="], SamplingParams(max_new_tokens=2, temperature=0))
-    after = lower_layer_grads()
-    assert before and before.keys() == after.keys()
-    for name in before:
-        torch.testing.assert_close(after[name], before[name], msg=name)
+    assert_generation_leaves_lower_layer_grads(model, tok, "12+34=46")
