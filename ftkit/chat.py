@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from ftkit.errors import DataError
 
@@ -106,11 +107,19 @@ class Formatter:
     tokenizer: object
     chat: bool = False
     system_prompt: str | None = None
-
     def __post_init__(self):
         if self.chat and not getattr(self.tokenizer, "chat_template", None):
             raise DataError("chat mode needs a tokenizer with a chat template, and this one has none; "
                             "set chat: false, or use a model whose tokenizer has one")
+
+    # Found on first use and kept: each is a template render, and a Formatter may format thousands of examples.
+    @cached_property
+    def _stops(self) -> frozenset[int]:
+        return frozenset(stop_token_ids(self.tokenizer))
+
+    @cached_property
+    def _end_of_turn(self) -> int | None:
+        return end_of_turn_id(self.tokenizer)
 
     # -- prompts ---------------------------------------------------------------------------------
 
@@ -188,7 +197,7 @@ class Formatter:
             raise DataError("the chat template dropped the assistant's answer from the conversation, so a "
                             "multi-turn episode cannot continue it; use a template that keeps every turn")
         ids = self.tokenizer(text.rsplit(_MARK, 1)[1], add_special_tokens=False)["input_ids"]
-        end = end_of_turn_id(self.tokenizer)
+        end = self._end_of_turn
         if action_ids and ids and ids[0] == end and action_ids[-1] == end:
             ids = ids[1:]  # the policy closed its own turn (another stop token, e.g. <|end_of_text|>, did not)
         return ids
@@ -213,7 +222,7 @@ class Formatter:
     def _trim_after_end(self, ids: list[int], trained: list[int]) -> list[int]:
         """Within each answer, train up to its first stop token: not the newline (or, with Phi-3, the
         end-of-text) a template writes after the end of the turn, which generation never reaches."""
-        stops = set(stop_token_ids(self.tokenizer))
+        stops = self._stops
         out, inside_answer, ended = list(trained), False, False
         for k, (token, is_answer) in enumerate(zip(ids, trained)):
             if not is_answer:

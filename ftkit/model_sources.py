@@ -143,6 +143,9 @@ def locate_gguf(file: str | Path) -> LocatedModel:
     return LocatedModel(str(cached), f"GGUF file {path}, dequantised (cache {cached})")
 
 
+_ANNOUNCED: set[Path] = set()
+
+
 def dequantised_folder(file: Path) -> Path:
     """The cached model folder of the GGUF `file`, dequantising it the first time it is asked for.
 
@@ -165,7 +168,9 @@ def dequantised_folder(file: Path) -> Path:
                 _remember_digest(file, digest)
                 return final
     _remember_digest(file, digest)
-    print(f"using the cached dequantised {file.name}: {final}", file=sys.stderr, flush=True)
+    if final not in _ANNOUNCED:  # a run resolves its model twice (the data's tokenizer, then the weights)
+        _ANNOUNCED.add(final)
+        print(f"using the cached dequantised {file.name}: {final}", file=sys.stderr, flush=True)
     return final
 
 
