@@ -53,21 +53,41 @@ class Update:
         advantages, returns = self.objective.advantages(scored)
 
         totals: dict[str, float] = {}
-        trained_tokens = 0
+        trained_tokens = skipped = 0
         n, minibatch, iterations = len(episodes), self.learner.minibatch, self.train.num_iterations
         generator = torch.Generator().manual_seed(step_seed(self.seed, step, 0))
         for _ in range(iterations):
             order = torch.randperm(n, generator=generator).tolist()
             for start in range(0, n, minibatch):
                 rows = order[start : start + minibatch]
-                for key, value in self._optimizer_step(rows, scored, advantages, returns, step).items():
+                run = self.rows_to_run(rows, scored, advantages)
+                for key, value in self._optimizer_step(rows, run, scored, advantages, returns, step).items():
                     totals[key] = totals.get(key, 0.0) + value
-                trained_tokens += int(tensors["attention_mask"][rows].sum())
+                trained_tokens += int(tensors["attention_mask"][run].sum())
+                skipped += len(rows) - len(run)
         count = iterations * math.ceil(n / minibatch)
         stats = {key: value / count for key, value in totals.items()}
         stats["lr"] = self.learner.scheduler.get_last_lr()[0]
+        stats["skipped_episodes"] = skipped / (iterations * n)
         stats["_trained_tokens"] = trained_tokens
         return stats
+
+    def rows_to_run(self, rows: list[int], scored: ScoredBatch, advantages: torch.Tensor) -> list[int]:
+        """The rows of a minibatch whose loss can have a gradient, shortest first.
+
+        With no KL term and no value loss, an episode whose advantage is 0 at every token (a GRPO or
+        RLOO group whose rewards were all equal) adds exactly 0 to the loss and to its gradient, whatever
+        its ratio: its forward and backward passes are skipped. Late in a run most groups are all right
+        (and early on all wrong), so this is often a third to a half of the update's time. The loss is
+        still divided by every row's count, so the gradient is the same as without skipping. One row
+        always runs, so the optimizer (and DDP's all-reduce) sees a gradient at every step.
+        Rows are sorted by length so that micro-batches of similar lengths pad little.
+        """
+        lengths = scored.tensors["attention_mask"].sum(dim=1)
+        if self.objective.zero_advantage_is_zero_loss and scored.ref_logprobs is None:
+            nonzero = (advantages[rows] != 0).reshape(len(rows), -1).any(dim=1).tolist()
+            rows = [row for row, keep in zip(rows, nonzero) if keep] or rows[:1]
+        return sorted(rows, key=lambda row: int(lengths[row]))
 
     def score(self, episodes: list[Episode], tensors: dict[str, torch.Tensor], rewards: torch.Tensor) -> ScoredBatch:
         """Log-probs and values before the update, and the reference's log-probs, without gradient.
@@ -110,9 +130,10 @@ class Update:
         all_reduce = (lambda t: accelerator.reduce(t, reduction="sum")) if accelerator.num_processes > 1 else None
         return alg.masked_mean_std(x, mask, unbiased, all_reduce)
 
-    def _optimizer_step(self, rows: list[int], scored: ScoredBatch, advantages: torch.Tensor,
+    def _optimizer_step(self, rows: list[int], run: list[int], scored: ScoredBatch, advantages: torch.Tensor,
                         returns: torch.Tensor | None, step: int) -> dict[str, float]:
-        """One optimizer step over a minibatch, in micro-batches whose gradients accumulate."""
+        """One optimizer step over the minibatch `rows`, of which the rows `run` are computed (see
+        `rows_to_run`), in micro-batches whose gradients accumulate."""
         t, accelerator = self.train, self.accelerator
         mask_all = scored.tensors["loss_mask"]
         per_token = self.objective.aggregation == "token"
@@ -123,16 +144,21 @@ class Update:
             count = torch.tensor([denominator], device=accelerator.device)
             denominator = float(accelerator.reduce(count, reduction="mean"))
         sums: dict[str, float] = {}
+        ran = 0.0  # the share of the denominator computed: logged statistics are means over those rows
         size = t.per_device_train_batch_size
-        micros = [rows[i : i + size] for i in range(0, len(rows), size)]
+        micros = [run[i : i + size] for i in range(0, len(run), size)]
         for k, micro in enumerate(micros):
             sync = k == len(micros) - 1  # all-reduce gradients across processes only once per step
             with nullcontext() if sync else accelerator.no_sync(self.learner.model):
                 loss, stats = self._micro_loss(micro, scored, advantages, returns)
                 weight = float(mask_all[micro].sum()) if per_token else float(len(micro))
                 accelerator.backward(loss * weight / max(denominator, 1.0))
+            ran += weight / max(denominator, 1.0)
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0.0) + value * weight / max(denominator, 1.0)
+        for key in sums:  # the skipped rows' loss is exactly 0; the other statistics are over computed rows
+            if key not in ("loss", "policy_loss"):
+                sums[key] /= max(ran, 1e-12)
         return self._apply(sums, step)
 
     def _apply(self, sums: dict[str, float], step: int) -> dict[str, float]:
@@ -151,13 +177,22 @@ class Update:
 
     def _micro_loss(self, rows: list[int], scored: ScoredBatch, advantages: torch.Tensor,
                     returns: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
-        ids, attn, mask = (scored.tensors[k][rows] for k in ("input_ids", "attention_mask", "loss_mask"))
+        # The batch is padded to its longest episode; this micro-batch only to its own longest.
+        length = int(scored.tensors["attention_mask"][rows].sum(dim=1).max())
+
+        def pick(x: torch.Tensor | None, columns: int = length - 1) -> torch.Tensor | None:
+            if x is None:
+                return None
+            x = x[rows]
+            return x[:, :columns] if x.dim() == 2 else x
+
+        ids, attn = (pick(scored.tensors[k], length) for k in ("input_ids", "attention_mask"))
+        mask = pick(scored.tensors["loss_mask"])
         with self.accelerator.autocast():
             logprobs, entropy, values = forward_tokens(self.learner.model, ids, attn, self.temperature,
                                                        self.learner.value_head, with_entropy=True, loss_mask=mask)
-        pick = lambda x: None if x is None else x[rows]  # noqa: E731
-        old = scored.old_logprobs[rows] if scored.old_logprobs is not None else logprobs.detach()
-        inputs = LossInputs(logprobs, old, mask, advantages[rows], ref_logprobs=pick(scored.ref_logprobs),
+        old = pick(scored.old_logprobs) if scored.old_logprobs is not None else logprobs.detach()
+        inputs = LossInputs(logprobs, old, mask, pick(advantages), ref_logprobs=pick(scored.ref_logprobs),
                             values=values, old_values=pick(scored.old_values), returns=pick(returns))
         loss, stats = self.objective.loss(inputs)
         stats["entropy"] = alg.masked_mean(entropy, mask).item()

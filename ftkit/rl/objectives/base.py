@@ -76,6 +76,9 @@ class Objective(ABC):
     needs_old_logprobs: ClassVar[bool] = False
     compares_groups: ClassVar[bool] = True  # advantages come from episodes of the same problem
     kl_in_loss: ClassVar[bool] = True  # beta x KL joins the loss (False: the objective uses it elsewhere)
+    # Without a KL term, an episode with advantage 0 everywhere adds nothing to the loss, so the update
+    # may skip it (`Update.rows_to_run`). False for objectives with other loss terms (PPO's value loss).
+    zero_advantage_is_zero_loss: ClassVar[bool] = True
     note: ClassVar[str] = ""  # printed when a run starts: what its curves should look like
 
     def __init__(self, train: RLTrainSection, group_size: int):

@@ -22,6 +22,7 @@ class PPO(Objective):
     needs_old_logprobs = True
     compares_groups = False
     kl_in_loss = False
+    zero_advantage_is_zero_loss = False  # the value loss trains on every episode
     note = "note: PPO's value head starts knowing nothing; its loss falls first, then the reward should rise"
 
     def advantages(self, batch: ScoredBatch) -> tuple[torch.Tensor, torch.Tensor]:
