@@ -48,7 +48,10 @@ class Completion:
     `ftkit.chat.stop_token_ids`: the end-of-text token, the chat template's end of turn, the model's
     `generation_config.eos_token_id`) or the tokens that completed a stop string, and `logprobs[i]` is
     the log-probability of `token_ids[i]` under the distribution it was sampled from (after temperature
-    and top-p). `text` is the decoded completion without the stop token and without the stop string.
+    and top-p). The RL trainer's log-probs (`ftkit.rl.policy.forward_tokens`) divide by the temperature
+    too but do not truncate, so with top_p < 1 the two differ by design (the log of the nucleus's mass),
+    and the RL update's sampler mismatch and correction include that (`ftkit/rl/correction.py`). `text`
+    is the decoded completion without the stop token and without the stop string.
     """
 
     prompt: Prompt
@@ -152,10 +155,11 @@ class HFEngine:
             self.model.train(was_training)
         new_tokens = out.sequences[:, enc["input_ids"].shape[1] :]
         # `scores` are the logits after temperature and top-p, so their log-softmax is the sampling
-        # distribution; gather the log-probability of each token that was actually sampled.
+        # distribution; gather the log-probability of each token that was actually sampled, one step at a
+        # time, so that no second (batch, steps, vocabulary) tensor is built beside the scores.
         if params.logprobs:
-            logprobs = torch.stack(out.scores, dim=1).float().log_softmax(-1)
-            token_logprobs = logprobs.gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)
+            token_logprobs = torch.stack([step.float().log_softmax(-1).gather(-1, new_tokens[:, t, None]).squeeze(-1)
+                                          for t, step in enumerate(out.scores)], dim=1)
         else:
             token_logprobs = torch.full(new_tokens.shape, float("nan"))
         completions = []
