@@ -69,6 +69,19 @@ def test_values_are_trls_where_the_key_is():
             assert f"{value}'" in GRPO_FIELDS[name].metadata["help"], (name, value)
 
 
+def test_the_sampler_correction_maps_onto_trls_vllm_importance_sampling():
+    from ftkit.rl.config import RolloutSection
+
+    assert "vllm_importance_sampling_correction" in GRPO_FIELDS
+    modes = GRPO_FIELDS["vllm_importance_sampling_mode"].metadata["help"]
+    for ours, trls in {"tis": "token_truncate", "mis": "token_mask"}.items():
+        assert f"'{trls}'" in modes
+        assert f'{ours} is its "{trls}"' in TRL_NAMES["rollout.importance_sampling"].why
+    cap = GRPO_FIELDS["vllm_importance_sampling_clip_max"]
+    assert RolloutSection.model_fields["importance_sampling_cap"].default == cap.default
+    assert cap.name in TRL_NAMES["rollout.importance_sampling_cap"].why
+
+
 def base_recipe() -> dict:
     return {"name": "t", "gym": {"id": "arithmetic"}, "rollout": {}, "train": {}}
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -39,13 +40,14 @@ def episodes(rewards: list[list[float]], seed: int = 0) -> list[Episode]:
     return out
 
 
-def update_for(algo: str, beta: float = 0.0, micro: int = 3) -> tuple[Update, Learner]:
+def update_for(algo: str, beta: float = 0.0, micro: int = 3, rollout: dict | None = None,
+               train: dict | None = None) -> tuple[Update, Learner]:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     recipe = load_rl_recipe(None, base={
         "name": "update_test", "algo": algo, "model": {"name": "scratch:tiny"}, "gym": {"id": "arithmetic"},
-        "rollout": {"prompts_per_step": 3, "num_generations": 4},
-        "train": {"learning_rate": 1e-2, "beta": beta, "per_device_train_batch_size": micro}})
+        "rollout": {"prompts_per_step": 3, "num_generations": 4, **(rollout or {})},
+        "train": {"learning_rate": 1e-2, "beta": beta, "per_device_train_batch_size": micro, **(train or {})}})
     config = GPT2Config(vocab_size=64, n_positions=32, n_embd=16, n_layer=1, n_head=2, bos_token_id=0,
                         eos_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     torch.manual_seed(0)
@@ -111,3 +113,61 @@ def test_micro_batches_group_similar_lengths():
     rows = update.rows_to_run(list(range(12)), scored, advantages)
     lengths = [len(batch[row].tokens.input_ids) for row in rows]
     assert sorted(rows) == list(range(12)) and lengths == sorted(lengths)
+
+
+def with_sampler_logprobs(batch: list[Episode], learner: Learner, shift_last: float = 0.0) -> list[Episode]:
+    """Give each episode the trainer's own log-probs as its sampler's, minus `shift_last` on its last token
+    (a sampler that draws that token exp(shift_last) times more often than the trainer would)."""
+    from ftkit.rl.policy import forward_tokens, pad_episodes
+
+    tensors = pad_episodes(batch, 0)
+    with torch.no_grad():
+        logprobs = forward_tokens(learner.model, tensors["input_ids"], tensors["attention_mask"])[0]
+    for row, episode in enumerate(batch):
+        n = len(episode.tokens.input_ids)
+        episode.tokens.logprobs = [0.0, *logprobs[row, : n - 1].tolist()]  # entry t is token t + 1's
+        episode.tokens.logprobs[-1] -= shift_last
+    return batch
+
+
+DIFFERENT_GROUPS = [[1, 0, 1, 0], [1, 0, 0, 0], [0, 1, 1, 1]]  # no group is skipped
+
+
+def test_a_sampler_that_agrees_changes_nothing():
+    update, learner = update_for("grpo", rollout={"importance_sampling": "tis"})
+    grad, stats = gradient_after(update, learner, with_sampler_logprobs(episodes(DIFFERENT_GROUPS), learner))
+    assert stats["sampler_logprob_diff_max"] < 1e-5 and abs(stats["sampler_kl"]) < 1e-5
+    assert stats["importance_sampling_capped_fraction"] == 0
+    update, learner = update_for("grpo", rollout={"importance_sampling": "none"})
+    plain, stats = gradient_after(update, learner, with_sampler_logprobs(episodes(DIFFERENT_GROUPS), learner))
+    torch.testing.assert_close(grad, plain, rtol=1e-5, atol=1e-7)
+    assert "importance_sampling_capped_fraction" not in stats  # no correction, no cap to count
+
+
+@pytest.mark.parametrize("mode", ["tis", "mis"])
+def test_the_update_measures_the_mismatch_and_corrects_for_it(mode):
+    update, learner = update_for("grpo", rollout={"importance_sampling": mode})
+    batch = with_sampler_logprobs(episodes(DIFFERENT_GROUPS), learner, shift_last=math.log(4))  # ratio 4 > 3
+    corrected, stats = gradient_after(update, learner, batch)
+    tokens = sum(e.policy_tokens for e in batch)
+    assert stats["sampler_logprob_diff_max"] == pytest.approx(math.log(4), abs=1e-5)
+    assert stats["sampler_logprob_diff_mean"] == pytest.approx(12 * math.log(4) / tokens, abs=1e-5)
+    assert stats["sampler_kl"] == pytest.approx(-12 * math.log(4) / tokens, abs=1e-5)
+    assert stats["importance_sampling_capped_fraction"] == pytest.approx(12 / tokens)
+    update, learner = update_for("grpo", rollout={"importance_sampling": "none"})
+    uncorrected, _ = gradient_after(update, learner, batch)
+    assert not torch.allclose(corrected, uncorrected)
+
+
+def test_the_mismatch_covers_the_rows_computed_or_every_row_when_scored_first():
+    # Groups 0 and 2 have equal rewards: one update per rollout skips them, and measures 4 episodes of 12.
+    rewards = [[0, 0, 0, 0], [1, 0, 1, 0], [1, 1, 1, 1]]
+    update, learner = update_for("grpo")
+    batch = with_sampler_logprobs(episodes(rewards), learner, shift_last=1.0)
+    _, stats = gradient_after(update, learner, batch)
+    computed = sum(e.policy_tokens for e in batch[4:8])
+    assert stats["sampler_logprob_diff_mean"] == pytest.approx(4 / computed, abs=1e-5)
+    # Two passes score the batch before the update, so every episode is measured, once.
+    update, learner = update_for("grpo", train={"num_iterations": 2})
+    _, stats = gradient_after(update, learner, with_sampler_logprobs(episodes(rewards), learner, shift_last=1.0))
+    assert stats["sampler_logprob_diff_mean"] == pytest.approx(12 / sum(e.policy_tokens for e in batch), abs=1e-5)

@@ -144,12 +144,15 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, aggregation: str = "t
 
 
 def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
-                mask: torch.Tensor, clip_eps: float = 0.2, aggregation: str = "token") -> tuple[torch.Tensor, dict]:
+                mask: torch.Tensor, clip_eps: float = 0.2, aggregation: str = "token", *,
+                weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """PPO's clipped surrogate, -min(ratio · A, clip(ratio, 1 - eps, 1 + eps) · A), over masked tokens.
 
     `advantages` is (B,) (one per sequence, GRPO/RLOO) or (B, T) (per token, PPO). `aggregation`:
     "token" averages over every policy token of the batch (DAPO, Dr. GRPO); "sequence" averages within
     each sequence, then over sequences (the original GRPO, which favours short wrong answers).
+    `weights` (B, T), detached, multiply each token's term: the sampler correction of
+    `ftkit.rl.correction.importance_weights` (TIS or MIS), as TRL applies it.
     Returns the loss and {"clip_fraction", "ratio_mean"} for logging.
     """
     if advantages.dim() == 1:
@@ -157,7 +160,10 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
     ratio = torch.exp(logprobs - old_logprobs)
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * advantages
-    loss = aggregate(-torch.min(unclipped, clipped), mask, aggregation)
+    per_token = -torch.min(unclipped, clipped)
+    if weights is not None:
+        per_token = per_token * weights
+    loss = aggregate(per_token, mask, aggregation)
     with torch.no_grad():
         was_clipped = ((ratio < 1 - clip_eps) & (advantages < 0)) | ((ratio > 1 + clip_eps) & (advantages > 0))
         stats = {"clip_fraction": masked_mean(was_clipped.float(), mask).item(),

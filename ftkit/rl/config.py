@@ -53,6 +53,15 @@ class RolloutSection(Section):
     vllm_gpu_memory_utilization: float = Field(
         0.3, gt=0, le=1, description="vLLM: share of the GPU's memory its weights and KV cache may take."
     )
+    importance_sampling: Literal["auto", "none", "tis", "mis"] = Field(
+        "auto", description="Correct the policy gradient for the engine's sampling log-probs differing from the "
+                            "trainer's (ftkit/rl/correction.py): tis weights each token by min(ratio, cap), mis "
+                            "drops tokens whose ratio is over the cap; auto is tis with vLLM, none with Hugging Face "
+                            "generate (the training model itself)."
+    )
+    importance_sampling_cap: float = Field(
+        3.0, ge=1, description="The cap on a token's trainer/sampler probability ratio (TRL's default, 3)."
+    )
     format_reward_weight: float = Field(
         0.0, ge=0, description="Add this much of the gym's format_reward (well-formed answers) to the reward."
     )
@@ -255,6 +264,13 @@ TRL_NAMES: dict[str, TrlName] = {
     "rollout.batch_size": TrlName(None, "a memory knob of the generation engine; TRL samples a generation batch at once"),
     "rollout.engine": TrlName(None, "TRL's use_vllm is on or off; ftkit's auto picks vLLM where it can run"),
     "rollout.vllm_gpu_memory_utilization": TrlName("vllm_gpu_memory_utilization"),
+    "rollout.importance_sampling": TrlName(
+        None, "TRL's vllm_importance_sampling_correction (on or off) and vllm_importance_sampling_mode in one key: "
+              'tis is its "token_truncate" and mis is its "token_mask" (no sequence-level modes here); auto is on '
+              "for vLLM as TRL's default is, and ftkit can also correct Hugging Face sampling, hence no vllm_ prefix"),
+    "rollout.importance_sampling_cap": TrlName(
+        None, "TRL's vllm_importance_sampling_clip_max (formerly vllm_importance_sampling_cap), with the same "
+              "default; no vllm_ prefix as it applies to either engine, and no lower bound (TRL's clip_min)"),
     "rollout.format_reward_weight": TrlName(
         None, "the weight of the gym's own format reward; TRL weighs reward functions with reward_weights"),
     "train.max_steps": TrlName("max_steps", "counts RL steps (rollouts); TRL counts optimizer steps, the same "

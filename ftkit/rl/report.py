@@ -15,7 +15,7 @@ import torch
 from rich.console import Console
 
 from ftkit.rl import algorithms as alg
-from ftkit.rl.advice import REPEAT_EVERY, accuracy_drop, advise
+from ftkit.rl.advice import REPEAT_EVERY, SAMPLER_START, accuracy_drop, advise, sampler_mismatch
 from ftkit.rl.checkpoint import weights_name
 from ftkit.runs import MetricsLog, write_json_atomic, write_text_atomic
 
@@ -41,6 +41,7 @@ class Report:
         self.metrics = MetricsLog(recipe.run_dir / "metrics.jsonl")
         self.warned: dict[str, int] = {}  # advice key -> the step it was last printed at
         self.eval_history: list[float] = []  # held-out accuracy at each evaluation
+        self.sampler_kl_start: list[float] = []  # the sampler mismatch of the first steps: a drift's baseline
 
     def announce(self, resolved: ResolvedModel, parameters: dict[str, int], curriculum: Curriculum | None) -> None:
         c, r = self.console, self.recipe
@@ -61,11 +62,18 @@ class Report:
         if not self.is_main:
             return
         self.metrics.append({"step": step, **stats})
-        for key, message in advise(stats, self.objective.compares_groups):
+        for key, message in [*advise(stats, self.objective.compares_groups), *self._sampler_advice(stats)]:
             if step - self.warned.get(key, -REPEAT_EVERY) >= REPEAT_EVERY:
                 self.warned[key] = step
                 self.console.print(f"[yellow]warning (step {step}):[/] {message}")
         self._write_samples(step, batch)
+
+    def _sampler_advice(self, stats: dict[str, Any]) -> list[tuple[str, str]]:
+        """A warning when the engine's sampling log-probs are far from the trainer's, or drifting away."""
+        message = sampler_mismatch(self.sampler_kl_start, stats, self.recipe.rollout.top_p)
+        if "sampler_kl" in stats and len(self.sampler_kl_start) < SAMPLER_START:
+            self.sampler_kl_start.append(stats["sampler_kl"])
+        return [("sampler_mismatch", message)] if message else []
 
     def _write_samples(self, step: int, batch: RolloutBatch) -> None:
         """A few of this step's trajectories (the best and the worst first) in trajectories.jsonl."""
@@ -93,13 +101,14 @@ class Report:
         self.console.print(f"step {step}: held-out accuracy {result.accuracy:.1%} ({result.correct}/{result.n}){turns}")
 
     def state_dict(self) -> dict[str, Any]:
-        return {"eval_history": self.eval_history, "warned": self.warned}
+        return {"eval_history": self.eval_history, "warned": self.warned, "sampler_kl_start": self.sampler_kl_start}
 
     def load_state_dict(self, state: dict[str, Any], step: int) -> None:
         """Resume at `step`: the state saved with it, and metrics.jsonl and trajectories.jsonl cut back to
         it (nothing logged twice)."""
         self.eval_history = list(state.get("eval_history", []))
         self.warned = dict(state.get("warned", {}))
+        self.sampler_kl_start = list(state.get("sampler_kl_start", []))
         if self.is_main:
             self.metrics.truncate_after(step)
             if (self.run_dir / "trajectories.jsonl").is_file():

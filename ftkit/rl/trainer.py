@@ -192,10 +192,10 @@ class RLRun:
         from ftkit.evaluate import context_length
 
         r, ro = self.recipe, self.recipe.rollout
-        # The update recomputes every log-prob with the training forward pass (the "old" policy is the
-        # policy before the update), so the engine need not return its sampling log-probs here.
+        # The engine's own log-probs of the tokens it sampled: the update compares them with the trainer's
+        # (sampler_kl in metrics.jsonl) and corrects the gradient for the difference (ftkit/rl/correction.py).
         params = SamplingParams(max_new_tokens=ro.max_completion_length, temperature=ro.temperature,
-                                top_p=ro.top_p, stop=tuple(ro.stop), logprobs=False)
+                                top_p=ro.top_p, stop=tuple(ro.stop), logprobs=True)
         options = self.curriculum.options() if self.curriculum else None
         seeds = self.task.training_seeds(self.step, options, self.accelerator.num_processes,
                                          self.accelerator.process_index)

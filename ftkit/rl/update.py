@@ -6,6 +6,10 @@
 Losses are normalised over the whole minibatch of every process (its policy tokens for loss_type
 "dapo", its episodes for "grpo"), so neither `per_device_train_batch_size` nor the number of processes
 changes the update.
+
+Every update also measures how far the engine's sampling log-probs are from the trainer's own
+(`ftkit/rl/correction.py`: sampler_logprob_diff_mean and _max, sampler_kl in metrics.jsonl) and, with
+`rollout.importance_sampling` tis or mis, weights each token's policy-gradient term to correct for it.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import torch
 
 from ftkit.errors import TrainingError
 from ftkit.rl import algorithms as alg
+from ftkit.rl import correction
 from ftkit.rl.objectives import LossInputs, Objective, ScoredBatch
 from ftkit.rl.policy import forward_tokens, pad_episodes
+from ftkit.vllm_engine import resolve_engine
 
 if TYPE_CHECKING:
     from ftkit.rl.config import RLRecipe
@@ -43,6 +49,10 @@ class Update:
         self.temperature = recipe.rollout.temperature
         self.seed = recipe.seed
         self.pad_id = pad_id
+        rollout = recipe.rollout
+        self.correction = correction.resolve_mode(rollout.importance_sampling, resolve_engine(rollout.engine))
+        self.cap = rollout.importance_sampling_cap
+        self.mismatch = correction.Mismatch(self.cap)  # a fresh one for each call
 
     def __call__(self, episodes: list[Episode], step: int) -> dict[str, Any]:
         """Advantages, then the clipped loss over minibatches; returns the update's mean statistics."""
@@ -51,6 +61,9 @@ class Update:
         rewards = torch.tensor([e.reward for e in episodes], device=device)
         scored = self.score(episodes, tensors, rewards)
         advantages, returns = self.objective.advantages(scored)
+        self.mismatch = correction.Mismatch(self.cap)
+        if scored.old_logprobs is not None:  # every row was scored before the update: measure them all, once
+            self.mismatch.add(scored.old_logprobs, tensors["sample_logprobs"], tensors["loss_mask"])
 
         totals: dict[str, float] = {}
         trained_tokens = skipped = 0
@@ -70,6 +83,29 @@ class Update:
         stats["lr"] = self.learner.scheduler.get_last_lr()[0]
         stats["skipped_episodes"] = skipped / (iterations * n)
         stats["_trained_tokens"] = trained_tokens
+        stats.update(self.mismatch_stats())
+        return stats
+
+    def mismatch_stats(self) -> dict[str, float]:
+        """The sampler-trainer mismatch of this update, over every process (`correction.Mismatch`).
+
+        Its tokens are every policy token when the batch was scored before the update (PPO, or more than
+        one optimizer step per rollout); otherwise, those of the episodes the update computed, which
+        leaves out the groups of equal rewards that `rows_to_run` skips (measuring them would cost the
+        forward pass the skipping saves). The capped fraction is logged only when a correction uses it.
+        """
+        accelerator = self.accelerator
+        sum_all = max_all = None
+        if accelerator.num_processes > 1:
+            def sum_all(t: torch.Tensor) -> torch.Tensor:
+                return accelerator.reduce(t.to(accelerator.device), reduction="sum").cpu()
+
+            def max_all(t: torch.Tensor) -> torch.Tensor:
+                return accelerator.gather(t.to(accelerator.device).reshape(1)).max().cpu()
+
+        stats = self.mismatch.stats(sum_all, max_all)
+        if self.correction == "none":
+            stats.pop("importance_sampling_capped_fraction", None)
         return stats
 
     def rows_to_run(self, rows: list[int], scored: ScoredBatch, advantages: torch.Tensor) -> list[int]:
@@ -192,8 +228,12 @@ class Update:
             logprobs, entropy, values = forward_tokens(self.learner.model, ids, attn, self.temperature,
                                                        self.learner.value_head, with_entropy=True, loss_mask=mask)
         old = pick(scored.old_logprobs) if scored.old_logprobs is not None else logprobs.detach()
+        sampled = pick(scored.tensors["sample_logprobs"])
+        if scored.old_logprobs is None:  # not scored before the update: measure the rows computed here
+            self.mismatch.add(old, sampled, mask)
         inputs = LossInputs(logprobs, old, mask, pick(advantages), ref_logprobs=pick(scored.ref_logprobs),
-                            values=values, old_values=pick(scored.old_values), returns=pick(returns))
+                            values=values, old_values=pick(scored.old_values), returns=pick(returns),
+                            importance_weights=correction.importance_weights(old, sampled, self.correction, self.cap))
         loss, stats = self.objective.loss(inputs)
         stats["entropy"] = alg.masked_mean(entropy, mask).item()
         stats["loss"] = loss.item()

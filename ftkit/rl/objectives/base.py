@@ -64,6 +64,8 @@ class LossInputs:
     values: torch.Tensor | None = None  # the value head's, with gradient
     old_values: torch.Tensor | None = None
     returns: torch.Tensor | None = None
+    # The sampler correction's per-token weights (ftkit/rl/correction.py), detached; None when it is off.
+    importance_weights: torch.Tensor | None = None
 
 
 class Objective(ABC):
@@ -100,7 +102,7 @@ class Objective(ABC):
         """The clipped policy loss, plus beta x KL to the reference when there is one; and its stats."""
         t = self.train
         loss, clip_stats = alg.policy_loss(x.logprobs, x.old_logprobs, x.advantages, x.mask, t.epsilon,
-                                           self.aggregation)
+                                           self.aggregation, weights=x.importance_weights)
         stats = {"policy_loss": loss.item(), **clip_stats}
         if x.ref_logprobs is not None:
             kl = alg.aggregate(alg.kl_penalty(x.logprobs, x.ref_logprobs, t.kl_estimator), x.mask, self.aggregation)
