@@ -32,6 +32,12 @@ def test_every_algo_of_the_recipe_has_one_objective():
         assert cls.name == name and isinstance(make_objective(recipe(name)), cls)
 
 
+def test_ftkit_rl_algo_offers_every_objective():
+    from ftkit.cli.rl import ALGOS
+
+    assert sorted(ALGOS) == sorted(OBJECTIVES)
+
+
 def test_what_each_objective_needs():
     grpo, rloo, ppo = (make_objective(recipe(a)) for a in ("grpo", "rloo", "ppo"))
     assert not grpo.needs_value_head and not grpo.needs_old_logprobs and grpo.compares_groups

@@ -79,9 +79,12 @@ STEP_METRICS = ("reward_mean", "reward_std", "success_rate", "entropy", "clip_fr
                 "identical_groups", "rollout_tokens_per_s", "train_tokens_per_s", "loss", "grad_norm")
 
 
-@pytest.mark.parametrize("algo", ["grpo", "rloo", "ppo"])
+@pytest.mark.parametrize("algo", ["grpo", "rloo", "ppo", "dapo", "gspo", "reinforce_plus_plus",
+                                  "reinforce_plus_plus_baseline"])
 def test_each_algorithm_learns_the_toy_task_and_logs_finite_metrics(tmp_path, first_byte_gym, algo):
     extra = {"value_learning_rate": 1e-2, "num_iterations": 2, "minibatch_size": 16} if algo == "ppo" else {}
+    if algo == "dapo":  # the untrained model rarely stops within 3 tokens: masking cut episodes would leave none
+        extra = {"mask_truncated_completions": False}
     recipe = rl_recipe(tmp_path, algo=algo, train={"max_steps": 12, "beta": 0.01, "learning_rate": 1e-2, **extra},
                        eval={"n": 8, "every_steps": 100})
     summary = run(recipe)
@@ -132,13 +135,16 @@ def test_multi_turn_run_trains_on_whole_episodes(tmp_path):
     assert trajectory["gym"] == "ftkit/GuessNumber-v0" and trajectory["num_turns"] >= 1
 
 
-def test_a_killed_run_resumes_to_the_same_weights(tmp_path, first_byte_gym, monkeypatch):
+@pytest.mark.parametrize("algo", ["grpo", "dapo"])  # DAPO: dynamic filtering's extra draws replay too
+def test_a_killed_run_resumes_to_the_same_weights(tmp_path, first_byte_gym, monkeypatch, algo):
     from ftkit.rl import trainer
 
-    straight = rl_recipe(tmp_path / "a", train={"max_steps": 4, "save_steps": 2}, eval={"n": 0})
+    # (DAPO's masking of cut episodes would leave this toy nothing to train on, and any resume would agree.)
+    train = {"max_steps": 4, "save_steps": 2, **({"mask_truncated_completions": False} if algo == "dapo" else {})}
+    straight = rl_recipe(tmp_path / "a", algo=algo, train=train, eval={"n": 0})
     run(straight)
 
-    interrupted = rl_recipe(tmp_path / "b", train={"max_steps": 4, "save_steps": 2}, eval={"n": 0})
+    interrupted = rl_recipe(tmp_path / "b", algo=algo, train=train, eval={"n": 0})
     original = trainer.RLRun.train_step
 
     def crash_at_step_4(self):
@@ -161,6 +167,41 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path, first_byte_gym, monk
     trajectory_steps = [[json.loads(line)["step"] for line in (tmp_path / side / "run" / "trajectories.jsonl").open()]
                         for side in ("a", "b")]
     assert trajectory_steps[1] == trajectory_steps[0]  # step 3's trajectories too
+
+
+def test_dynamic_filtering_draws_more_problems_and_logs_how_many(tmp_path, first_byte_gym):
+    # Pairs of episodes: with about one first letter in five, most pairs agree, so a step needs more than
+    # its 4 problems to find 4 pairs that disagree, and sometimes runs out at the cap of 3 x 4 problems.
+    recipe = rl_recipe(tmp_path, rollout={"num_generations": 2, "dynamic_filtering": True, "max_num_gen_batches": 3},
+                       train={"max_steps": 4}, eval={"n": 0})
+    run(recipe)
+    records = [r for r in read_metrics(tmp_path / "run") if "reward_mean" in r]
+    assert len(records) == 4
+    for r in records:
+        assert r["num_gen_batches"] >= 1 and 4 <= r["problems_drawn"] <= 12
+        assert 0 <= r["padded_groups"] <= 4 and (r["padded_groups"] == 0 or r["problems_drawn"] == 12)
+        assert r["episodes"] == 2 * r["problems_drawn"]  # the logged rewards are over every episode played
+    assert any(r["num_gen_batches"] > 1 for r in records)
+    trajectories = [json.loads(line) for line in (tmp_path / "run" / "trajectories.jsonl").open()]
+    assert len({(t["step"], t["group"]) for t in trajectories}) > 1  # groups renumbered across batches stay apart
+
+
+def test_the_soft_overlong_penalty_shapes_the_trained_reward(tmp_path, first_byte_gym):
+    # 3-token actions with a 2-token buffer: anything past 1 token loses (length - 1) / 2.
+    recipe = rl_recipe(tmp_path, rollout={"overlong_buffer_len": 2, "overlong_penalty_factor": 1.0},
+                       train={"max_steps": 2}, eval={"n": 0})
+    run(recipe)
+    for r in (r for r in read_metrics(tmp_path / "run") if "reward_mean" in r):
+        assert r["shaped_reward_mean"] < r["reward_mean"] and math.isfinite(r["loss"])  # it only ever lowers
+
+
+def test_masked_truncated_episodes_teach_nothing(tmp_path, first_byte_gym):
+    # The untrained model never stops within 3 tokens here: every action is cut, so nothing trains.
+    run(rl_recipe(tmp_path, train={"max_steps": 2, "mask_truncated_completions": True}, eval={"n": 0}))
+    records = [r for r in read_metrics(tmp_path / "run") if "reward_mean" in r]
+    assert [r["masked_truncated_fraction"] for r in records] == [1.0, 1.0]
+    base, trained = weights(tmp_path / "run" / "base_model"), weights(tmp_path / "run" / "model")
+    assert all(torch.equal(base[k], trained[k]) for k in base)
 
 
 def test_resume_without_a_checkpoint_is_one_clear_error(tmp_path, first_byte_gym):

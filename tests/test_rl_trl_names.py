@@ -64,7 +64,7 @@ def test_values_are_trls_where_the_key_is():
 
     assert set(choices("lr_scheduler_type")) <= {s.value for s in SchedulerType}
     assert set(choices("loss_type")) == set(LOSS_TYPES)
-    for name in ("loss_type", "scale_rewards"):  # each value is one that GRPOConfig's help lists
+    for name in ("loss_type", "scale_rewards", "importance_sampling_level"):  # each one GRPOConfig's help lists
         for value in choices(name):
             assert f"{value}'" in GRPO_FIELDS[name].metadata["help"], (name, value)
 

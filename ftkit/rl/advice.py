@@ -44,7 +44,7 @@ def advise(stats: dict[str, Any], compares_groups: bool) -> list[tuple[str, str]
                               "rollout.max_completion_length without ending: raise it, or the model has not "
                               "learned to stop"))
     if stats.get("masked_truncated_fraction", 0.0) > 0.5:
-        out.append(("masked", f"{stats['masked_truncated_fraction']:.0%} of episodes were cut by "
+        out.append(("masked", f"{stats['masked_truncated_fraction']:.0%} of actions were cut by "
                               "rollout.max_completion_length and left out of the loss (train.mask_truncated_completions, "
                               "on with algo dapo): raise the limit, or set train.mask_truncated_completions=false"))
     if stats.get("padded_groups", 0) > 0:

@@ -13,6 +13,12 @@ Rewards are per sequence (B,) for GRPO and RLOO, per token (B, T) for PPO's GAE.
   G - 1 completions of its prompt, so it does not depend on the completion's own reward.
 - PPO (Schulman et al. 2017) with a value head: GAE (Schulman et al. 2016) turns per-token rewards
   and value estimates into advantages and returns; the value loss is clipped like the policy's.
+- DAPO (Yu et al. 2025): GRPO with a higher upper clip (`clip_eps=(low, high)`), the token-level loss, and
+  a soft penalty for answers that run into the length limit (`soft_overlong_penalty`).
+- GSPO (Zheng et al. 2025): one importance ratio per sequence, the geometric mean of its tokens'
+  ratios, clipped as a whole (`importance_ratio(..., level="sequence")`).
+- REINFORCE++ (Hu 2025): no critic; each token's return (`discounted_returns`) is normalised over
+  the whole batch of every process, so the batch's mean is the baseline.
 """
 
 from __future__ import annotations
@@ -109,6 +115,29 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     return advantages, (advantages + values) * mask
 
 
+def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
+    """REINFORCE's return of each policy token: its reward plus gamma x the next policy token's return.
+
+    GAE with no value and lambda 1 (environment tokens are skipped, as there); with gamma = 1, the sum
+    of the rewards from that token to the end of the episode.
+    """
+    returns, _ = gae(rewards, torch.zeros_like(rewards, dtype=torch.float32), mask, gamma, lam=1.0)
+    return returns
+
+
+def soft_overlong_penalty(lengths: torch.Tensor, max_length: int, buffer_len: int,
+                          factor: float = 1.0) -> torch.Tensor:
+    """DAPO's soft overlong punishment (Yu et al. 2025, eq. 13), times `factor`, per completion length.
+
+    0 up to max_length - buffer_len tokens, then falling linearly to -factor at max_length (and -factor
+    beyond): an answer is told it is getting long before the limit cuts it, instead of a cut answer's
+    reward being noise about its reasoning.
+    """
+    start = max_length - buffer_len
+    over = (lengths.float() - start).clamp(min=0) / max(buffer_len, 1)
+    return -factor * over.clamp(max=1.0)
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     """Mean of `x` over the positions where `mask` is 1."""
     if dim is None:
@@ -143,29 +172,49 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, aggregation: str = "t
     raise ValueError(f'aggregation must be "token" or "sequence", got {aggregation!r}')
 
 
+def importance_ratio(logprobs: torch.Tensor, old_logprobs: torch.Tensor, mask: torch.Tensor,
+                     level: str = "token") -> torch.Tensor:
+    """pi / pi_old per token (B, T): each token's own ratio ("token"), or every token of a sequence given the
+    sequence's ratio ("sequence", GSPO): exp(mean over its masked tokens of log pi - log pi_old).
+
+    The sequence ratio's gradient reaches each of its tokens as ratio / length: the sequence moves as one.
+    """
+    log_ratio = logprobs - old_logprobs
+    if level == "token":
+        return torch.exp(log_ratio)
+    if level == "sequence":
+        per_sequence = masked_mean(log_ratio, mask, dim=1)
+        return torch.exp(per_sequence).unsqueeze(1).expand_as(logprobs)
+    raise ValueError(f'level must be "token" or "sequence", got {level!r}')
+
+
 def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
-                mask: torch.Tensor, clip_eps: float = 0.2, aggregation: str = "token", *,
-                weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-    """PPO's clipped surrogate, -min(ratio · A, clip(ratio, 1 - eps, 1 + eps) · A), over masked tokens.
+                mask: torch.Tensor, clip_eps: float | tuple[float, float] = 0.2, aggregation: str = "token", *,
+                level: str = "token", weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """PPO's clipped surrogate, -min(ratio · A, clip(ratio, 1 - eps, 1 + eps_high) · A), over masked tokens.
 
     `advantages` is (B,) (one per sequence, GRPO/RLOO) or (B, T) (per token, PPO). `aggregation`:
     "token" averages over every policy token of the batch (DAPO, Dr. GRPO); "sequence" averages within
     each sequence, then over sequences (the original GRPO, which favours short wrong answers).
+    `clip_eps` is eps, or (eps, eps_high): DAPO's clip-higher, where with 0.28 above 0.2 a token the
+    old policy thought unlikely can gain more in one update when it did well, which keeps entropy from
+    collapsing. `level` is `importance_ratio`'s ("sequence": GSPO).
     `weights` (B, T), detached, multiply each token's term: the sampler correction of
     `ftkit.rl.correction.importance_weights` (TIS or MIS), as TRL applies it.
     Returns the loss and {"clip_fraction", "ratio_mean"} for logging.
     """
+    low, high = clip_eps if isinstance(clip_eps, tuple) else (clip_eps, clip_eps)
     if advantages.dim() == 1:
         advantages = advantages.unsqueeze(1).expand_as(logprobs)
-    ratio = torch.exp(logprobs - old_logprobs)
+    ratio = importance_ratio(logprobs, old_logprobs, mask, level)
     unclipped = ratio * advantages
-    clipped = torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * advantages
+    clipped = torch.clamp(ratio, 1 - low, 1 + high) * advantages
     per_token = -torch.min(unclipped, clipped)
     if weights is not None:
         per_token = per_token * weights
     loss = aggregate(per_token, mask, aggregation)
     with torch.no_grad():
-        was_clipped = ((ratio < 1 - clip_eps) & (advantages < 0)) | ((ratio > 1 + clip_eps) & (advantages > 0))
+        was_clipped = ((ratio < 1 - low) & (advantages < 0)) | ((ratio > 1 + high) & (advantages > 0))
         stats = {"clip_fraction": masked_mean(was_clipped.float(), mask).item(),
                  "ratio_mean": masked_mean(ratio, mask).item()}
     return loss, stats

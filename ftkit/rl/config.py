@@ -65,6 +65,21 @@ class RolloutSection(Section):
     format_reward_weight: float = Field(
         0.0, ge=0, description="Add this much of the gym's format_reward (well-formed answers) to the reward."
     )
+    dynamic_filtering: bool = Field(
+        False, description="DAPO's dynamic sampling: train only on groups whose rewards differ, drawing more "
+                           "problems until there are prompts_per_step of them."
+    )
+    max_num_gen_batches: int = Field(
+        4, gt=0, description="Dynamic filtering: at most this many generation batches (of prompts_per_step "
+                             "problems) per step; then groups of equal rewards fill the rest."
+    )
+    overlong_buffer_len: int = Field(
+        0, ge=0, description="DAPO's soft overlong punishment: an action longer than max_completion_length minus "
+                             "this loses up to overlong_penalty_factor, linearly (0: off)."
+    )
+    overlong_penalty_factor: float = Field(
+        1.0, gt=0, description="The overlong punishment of an action max_completion_length tokens long."
+    )
 
 
 # TRL's loss_type values that ftkit implements, and the aggregation each means (`algorithms.aggregate`).
@@ -91,6 +106,17 @@ class RLTrainSection(Section):
     )
     max_grad_norm: float = Field(1.0, gt=0, description="Clip the gradient's global norm to this.")
     epsilon: float = Field(0.2, gt=0, lt=1, description="PPO clip range of the probability ratio.")
+    epsilon_high: float | None = Field(
+        None, gt=0, description="Upper clip range (DAPO's clip-higher: 0.28); default epsilon."
+    )
+    importance_sampling_level: Literal["token", "sequence"] = Field(
+        "token", description='"token": one probability ratio per token; "sequence": one per episode, the geometric '
+                             "mean of its tokens' (GSPO), clipped as a whole."
+    )
+    mask_truncated_completions: bool = Field(
+        False, description="Leave out of the loss every action cut by max_completion_length (DAPO's overlong "
+                           "filtering); its episode's reward still counts in its group."
+    )
     loss_type: Literal["dapo", "grpo"] = Field(
         "dapo", description='"dapo": the loss averaged over every policy token of the minibatch; "grpo": '
                             "over each sequence's tokens first, then over sequences (the original GRPO)."
@@ -104,7 +130,7 @@ class RLTrainSection(Section):
     value_coef: float = Field(0.5, ge=0, description="PPO: weight of the value loss.")
     value_clip: float = Field(0.2, gt=0, description="PPO: clip range of the value update.")
     value_learning_rate: float | None = Field(None, gt=0, description="PPO: value head's learning rate.")
-    gamma: float = Field(1.0, ge=0, le=1, description="PPO: discount per policy token.")
+    gamma: float = Field(1.0, ge=0, le=1, description="PPO and REINFORCE++: discount per policy token.")
     lam: float = Field(0.95, ge=0, le=1, description="PPO: GAE lambda.")
     save_steps: int = Field(50, gt=0, description="Write a resumable checkpoint every N steps.")
     save_total_limit: int = Field(2, gt=0, description="Checkpoints kept (older ones are deleted).")
@@ -149,12 +175,34 @@ class RLEvalSection(Section):
     samples: int = Field(20, ge=0, description="Sample episodes written to samples.md.")
 
 
+# The algorithms (`algo`); those that compare the episodes of one problem need num_generations >= 2.
+Algo = Literal["grpo", "rloo", "ppo", "dapo", "gspo", "reinforce_plus_plus", "reinforce_plus_plus_baseline"]
+GROUP_ALGOS = ("grpo", "rloo", "dapo", "gspo", "reinforce_plus_plus_baseline")
+
+# DAPO and GSPO are GRPO with their papers' settings: `algo: dapo` and `algo: gspo` set these keys where a
+# recipe leaves them out (each key also works on its own, with any algo). Keys grouped in one dict are set
+# together or not at all: a recipe that sets epsilon keeps epsilon_high = epsilon, as in TRL.
+ALGO_DEFAULTS: dict[str, dict[str, list[dict[str, Any]]]] = {
+    # Yu et al. 2025: clip-higher, dynamic sampling, overlong filtering (the token-level loss is the default)
+    "dapo": {"train": [{"epsilon_high": 0.28}, {"mask_truncated_completions": True}],
+             "rollout": [{"dynamic_filtering": True}]},
+    # Zheng et al. 2025: a sequence's ratio stays close to 1, hence clip ranges of 3e-4 and 4e-4; the loss is a
+    # mean over sequences (TRL's advice for GSPO: a token mean would weigh each sequence by its length)
+    "gspo": {"train": [{"importance_sampling_level": "sequence"}, {"loss_type": "grpo"},
+                       {"epsilon": 3e-4, "epsilon_high": 4e-4}]},
+}
+# What an algo is: a recipe that sets these keys otherwise is asking for another algo.
+ALGO_REQUIRES = {"dapo": ("train", "loss_type", "dapo"), "gspo": ("train", "importance_sampling_level", "sequence")}
+
+
 class RLRecipe(Section):
     """An RL recipe. Every field is documented once, here."""
 
     name: str = Field(description="Run name; the run folder defaults to runs/<name>.")
     output_dir: str | None = Field(None, description="Run folder (default runs/<name>).")
-    algo: Literal["grpo", "rloo", "ppo"] = Field("grpo", description="How advantages are computed.")
+    algo: Algo = Field(
+        "grpo", description="How advantages are computed (dapo and gspo: GRPO with their papers' settings)."
+    )
     method: Literal["full", "lora", "qlora"] = Field("full", description="What trains: all weights or adapters.")
     seed: int = Field(0, ge=0, description="Seed of sampling, shuffling and the value head's init.")
     model: ModelConfig = Field(default_factory=lambda: ModelConfig(name=DEFAULT_MODEL))
@@ -169,13 +217,39 @@ class RLRecipe(Section):
     lora: LoraSection = Field(default_factory=LoraSection)
     quantization: QuantizationSection = Field(default_factory=QuantizationSection)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _algo_defaults(cls, data: Any) -> Any:
+        """Fill in what `algo: dapo` / `algo: gspo` mean, under whatever keys the recipe set itself."""
+        if not isinstance(data, dict) or data.get("algo") not in ALGO_DEFAULTS:
+            return data
+        data = dict(data)
+        for section, groups in ALGO_DEFAULTS[data["algo"]].items():
+            given = data.get(section)
+            if given is not None and not isinstance(given, dict):
+                continue  # not a mapping: the section's own validation says so
+            filled = dict(given or {})
+            for group in groups:
+                if not filled.keys() & group.keys():
+                    filled.update(group)
+            data[section] = filled
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> RLRecipe:
-        if self.algo in ("grpo", "rloo") and self.rollout.num_generations < 2:
+        ro = self.rollout
+        if self.algo in GROUP_ALGOS and ro.num_generations < 2:
             raise ValueError(f"{self.algo} compares episodes of the same problem: rollout.num_generations "
                              "must be >= 2")
         if self.gym.train_seed == self.eval.seed:
             raise ValueError("gym.train_seed and eval.seed must differ: held-out problems need a seed of their own")
+        if self.algo in ALGO_REQUIRES:
+            section, key, value = ALGO_REQUIRES[self.algo]
+            given = getattr(getattr(self, section), key)
+            if given != value:
+                raise ValueError(f'algo {self.algo} is GRPO with {section}.{key} "{value}" (got "{given}"): for '
+                                 f'{key} "{given}" with the rest of {self.algo}\'s settings, use algo grpo')
+        _check_dynamic_filtering_and_overlong(ro)
         return self
 
     @property
@@ -189,6 +263,22 @@ class RLRecipe(Section):
     @property
     def eval_every(self) -> int:
         return self.eval.every_steps or max(1, self.train.max_steps // 5)
+
+
+def _check_dynamic_filtering_and_overlong(ro: RolloutSection) -> None:
+    if ro.dynamic_filtering and ro.num_generations < 2:
+        raise ValueError("rollout.dynamic_filtering drops groups whose rewards are all equal, which every group "
+                         "of one episode is: set rollout.num_generations >= 2")
+    if "max_num_gen_batches" in ro.model_fields_set and not ro.dynamic_filtering:
+        raise ValueError("rollout.max_num_gen_batches only counts dynamic filtering's draws: set "
+                         "rollout.dynamic_filtering: true (or algo: dapo)")
+    if ro.overlong_buffer_len >= ro.max_completion_length:
+        raise ValueError(f"rollout.overlong_buffer_len ({ro.overlong_buffer_len}) must be less than "
+                         f"rollout.max_completion_length ({ro.max_completion_length}): the penalty starts that "
+                         "many tokens before the limit")
+    if "overlong_penalty_factor" in ro.model_fields_set and not ro.overlong_buffer_len:
+        raise ValueError("rollout.overlong_penalty_factor needs rollout.overlong_buffer_len > 0 (the tokens "
+                         "before max_completion_length where the penalty grows)")
 
 
 def load_rl_recipe(path: str | Path | None, overrides: list[str] | None = None,
@@ -240,7 +330,8 @@ _SFT = "the SFT recipes' own section (ftkit/config.py), so a model folder loads 
 TRL_NAMES: dict[str, TrlName] = {
     "name": TrlName(None, "names the run folder (runs/<name>) as in SFT recipes; TRL's run_name only labels logs"),
     "output_dir": TrlName("output_dir"),
-    "algo": TrlName(None, "TRL's GRPOTrainer is GRPO only (its variants are loss_type); ftkit also has RLOO and PPO"),
+    "algo": TrlName(None, "TRL's GRPOTrainer is GRPO only (DAPO and GSPO are its loss_type, epsilon_high and "
+                          "importance_sampling_level); ftkit also has RLOO, PPO and REINFORCE++ (veRL's names)"),
     "method": TrlName(None, "full, LoRA or QLoRA as in SFT recipes; TRL takes a peft_config object"),
     "seed": TrlName("seed"),
     "model": TrlName(None, _SFT),
@@ -273,6 +364,17 @@ TRL_NAMES: dict[str, TrlName] = {
               "default; no vllm_ prefix as it applies to either engine, and no lower bound (TRL's clip_min)"),
     "rollout.format_reward_weight": TrlName(
         None, "the weight of the gym's own format reward; TRL weighs reward functions with reward_weights"),
+    "rollout.dynamic_filtering": TrlName(
+        None, "TRL has no dynamic sampling; the name is OpenRLHF's --dynamic_filtering (veRL: "
+              "algorithm.filter_groups.enable)"),
+    "rollout.max_num_gen_batches": TrlName(
+        None, "TRL has no dynamic sampling; the name is veRL's (algorithm.filter_groups.max_num_gen_batches, where 0 "
+              "means no cap; here there always is one)"),
+    "rollout.overlong_buffer_len": TrlName(
+        None, "GRPOConfig has no overlong shaping: TRL offers it as a reward function, "
+              "get_soft_overlong_punishment(max_completion_len, soft_punish_cache); the name is OpenRLHF's and veRL's"),
+    "rollout.overlong_penalty_factor": TrlName(
+        None, "OpenRLHF's and veRL's name; TRL's reward function has none (its reward_weights entry scales it)"),
     "train.max_steps": TrlName("max_steps", "counts RL steps (rollouts); TRL counts optimizer steps, the same "
                                             "when each rollout makes one update (the default)"),
     "train.time_limit_minutes": TrlName(None, "TRL has no wall-clock limit"),
@@ -289,7 +391,12 @@ TRL_NAMES: dict[str, TrlName] = {
         "per_device_train_batch_size", "a memory knob only: gradients accumulate up to minibatch_size, so the "
                                        "update does not depend on it"),
     "train.max_grad_norm": TrlName("max_grad_norm"),
-    "train.epsilon": TrlName("epsilon", "symmetric, as TRL's epsilon_high defaults to epsilon"),
+    "train.epsilon": TrlName("epsilon"),
+    "train.epsilon_high": TrlName("epsilon_high"),
+    "train.importance_sampling_level": TrlName("importance_sampling_level"),
+    "train.mask_truncated_completions": TrlName(
+        "mask_truncated_completions", "in a multi-turn episode only the actions that were cut are left out (TRL's "
+                                      "completion is the whole episode)"),
     "train.loss_type": TrlName("loss_type", 'ftkit implements "dapo" and "grpo"'),
     "train.scale_rewards": TrlName("scale_rewards", "RLOO ignores it: its baseline is never divided by a std"),
     "train.beta": TrlName("beta", "GRPO and RLOO add beta x KL to the loss as TRL does; PPO subtracts it from "
@@ -298,7 +405,8 @@ TRL_NAMES: dict[str, TrlName] = {
     "train.value_coef": TrlName(None, f"{_PPO} (TRL's experimental PPOConfig calls it vf_coef)"),
     "train.value_clip": TrlName(None, f"{_PPO} (TRL's experimental PPOConfig calls it cliprange_value)"),
     "train.value_learning_rate": TrlName(None, f"{_PPO}, so no learning rate of its own"),
-    "train.gamma": TrlName(None, f"{_PPO} (the same name in TRL's experimental PPOConfig)"),
+    "train.gamma": TrlName(None, "GRPOConfig has no discount: GRPO's reward is the episode's (the same name in TRL's "
+                                 "experimental PPOConfig)"),
     "train.lam": TrlName(None, f"{_PPO} (the same name in TRL's experimental PPOConfig)"),
     "train.save_steps": TrlName("save_steps", "counts RL steps, like max_steps"),
     "train.save_total_limit": TrlName("save_total_limit"),

@@ -21,7 +21,8 @@ def pad_episodes(episodes: Sequence[Episode], pad_id: int) -> dict[str, torch.Te
     """Right-pad the episodes' token sequences into tensors.
 
     Returns input_ids and attention_mask (B, L), and, shifted to (B, L - 1): loss_mask (1 on the tokens
-    the policy sampled) and sample_logprobs (the engine's log-probability of each sampled token).
+    the policy sampled, but not those of an episode's `masked_actions`) and sample_logprobs (the engine's
+    log-probability of each sampled token).
     """
     length = max(len(e.tokens.input_ids) for e in episodes)
     B = len(episodes)
@@ -33,7 +34,7 @@ def pad_episodes(episodes: Sequence[Episode], pad_id: int) -> dict[str, torch.Te
         n = len(episode.tokens.input_ids)
         input_ids[row, :n] = torch.tensor(episode.tokens.input_ids)
         attention_mask[row, :n] = 1
-        policy_mask[row, :n] = torch.tensor(episode.tokens.policy_mask, dtype=torch.float32)
+        policy_mask[row, :n] = torch.tensor(episode.loss_mask(), dtype=torch.float32)
         logprobs[row, :n] = torch.tensor(episode.tokens.logprobs, dtype=torch.float32)
     return {"input_ids": input_ids, "attention_mask": attention_mask,
             "loss_mask": policy_mask[:, 1:], "sample_logprobs": logprobs[:, 1:]}

@@ -210,8 +210,12 @@ class Progress:
 
 
 def episode_stats(batch: RolloutBatch, group_size: int) -> dict[str, Any]:
-    """What the rollout batch shows about the policy: reward, success, lengths, turns."""
-    episodes = batch.episodes
+    """What the rollout batch shows about the policy: reward, success, lengths, turns.
+
+    Over every episode played, including those dynamic filtering left out of training (so reward and
+    success rate stay an unbiased view of the policy); `problems_drawn` counts this process's problems.
+    """
+    episodes = batch.played
     rewards = torch.tensor([e.trajectory.total_reward for e in episodes])  # the gym's own, unshaped
     trained = torch.tensor([e.reward for e in episodes])
     actions = sum(e.trajectory.num_turns for e in episodes)
@@ -227,7 +231,11 @@ def episode_stats(batch: RolloutBatch, group_size: int) -> dict[str, Any]:
         "length_limit_fraction": sum(e.hit_length_limit for e in episodes) / max(1, actions),
         "context_cut_fraction": batch.context_cuts / len(episodes),
         "episodes": len(episodes),
+        "problems_drawn": len(episodes) // group_size,
     }
+    if batch.gen_batches is not None:  # dynamic filtering
+        stats["num_gen_batches"] = batch.gen_batches
+        stats["padded_groups"] = batch.padded_groups
     if formats:
         stats["format_reward"] = sum(formats) / len(formats)
     if batch.model_scores:  # logged apart from the gym's (verifier's) reward above

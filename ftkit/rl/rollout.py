@@ -17,8 +17,11 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import torch
+
 from ftkit.engine import Engine, SamplingParams
 from ftkit.errors import TrainingError
+from ftkit.rl import algorithms as alg
 from ftkit.rl.sequences import EpisodeTokens
 from gyms.runner import EnvPolicy, Trajectory, run_episodes
 from gyms.spec import GymSpec
@@ -36,7 +39,10 @@ class Episode:
     tokens: EpisodeTokens
     group: int  # episodes with the same group played the same problem
     reward_positions: list[tuple[int, float]] = field(default_factory=list)
-    hit_length_limit: int = 0  # actions cut by the length limit (the model did not stop by itself)
+    cut_actions: list[int] = field(default_factory=list)  # turns whose action the length limit cut off
+    # Turns whose action's tokens carry no loss, though the episode's reward still counts in its group
+    # (train.mask_truncated_completions: the cut ones); `loss_mask()` leaves them out.
+    masked_actions: list[int] = field(default_factory=list)
 
     @property
     def reward(self) -> float:
@@ -46,6 +52,29 @@ class Episode:
     @property
     def policy_tokens(self) -> int:
         return sum(self.tokens.policy_mask)
+
+    @property
+    def hit_length_limit(self) -> int:
+        """Actions cut by the length limit (the model did not stop by itself)."""
+        return len(self.cut_actions)
+
+    def action_lengths(self) -> list[int]:
+        """The tokens the policy wrote in each turn, one per entry of `reward_positions`."""
+        return [sum(self.tokens.policy_mask[start:stop]) for start, stop in self._action_spans()]
+
+    def loss_mask(self) -> list[int]:
+        """`tokens.policy_mask` without the tokens of `masked_actions`: what the loss is taken on."""
+        mask = list(self.tokens.policy_mask)
+        spans = self._action_spans()
+        for turn in self.masked_actions:
+            start, stop = spans[turn]
+            mask[start:stop] = [0] * (stop - start)
+        return mask
+
+    def _action_spans(self) -> list[tuple[int, int]]:
+        """Each turn's slice of `tokens.input_ids`, from after the previous action to its own last token."""
+        ends = [end + 1 for end, _ in self.reward_positions]
+        return list(zip([0, *ends[:-1]], ends))
 
 
 @dataclass(frozen=True)
@@ -65,11 +94,22 @@ class PlayOptions:
 
 @dataclass
 class RolloutBatch:
+    """The episodes a step trains on; with dynamic filtering (`ftkit/rl/dynamic_sampling.py`) also those
+    it played and left out, and how many generation batches it took."""
+
     episodes: list[Episode]
     generated_tokens: int
     seconds: float
     context_cuts: int = 0
     model_scores: list[float] = field(default_factory=list)  # the reward model's, when one is used
+    dropped: list[Episode] = field(default_factory=list)  # played, not trained on (groups of equal rewards)
+    gen_batches: int | None = None  # generation batches played (None: no dynamic filtering)
+    padded_groups: int = 0  # groups of equal rewards trained on because the cap left the batch short
+
+    @property
+    def played(self) -> list[Episode]:
+        """Every episode of the step: what its reward and success rate describe."""
+        return self.episodes + self.dropped
 
     @property
     def tokens_per_s(self) -> float:
@@ -91,7 +131,7 @@ class EnginePolicy:
         self.max_context, self.gym = play.max_context, gym.id
         self._episodes: dict[int, EpisodeTokens] = {}
         self._ends: dict[int, list[int]] = {}
-        self._cut: dict[int, int] = {}
+        self._cut: dict[int, list[int]] = {}  # the turns whose action hit the length limit
         self._order: list[int] = []
         self.generated_tokens = 0
         self.context_cuts = 0  # episodes ended early because the next turn would not fit the context
@@ -105,7 +145,7 @@ class EnginePolicy:
             key = id(env)
             if key not in self._episodes:
                 self._episodes[key] = EpisodeTokens(self.tokenizer, chat=self.chat, system_prompt=self.system_prompt)
-                self._ends[key], self._cut[key] = [], 0
+                self._ends[key], self._cut[key] = [], []
                 self._order.append(key)
             episode = self._episodes[key]
             before = len(episode.input_ids)
@@ -130,7 +170,8 @@ class EnginePolicy:
             # The ids as sampled are what is trained on; the text is the message the history records.
             self._episodes[key].add_action(completion.token_ids, completion.logprobs, completion.text)
             self._ends[key].append(len(self._episodes[key].input_ids) - 1)
-            self._cut[key] += completion.finish_reason == "length"
+            if completion.finish_reason == "length":
+                self._cut[key].append(len(self._ends[key]) - 1)
             self.generated_tokens += len(completion.token_ids)
         # None ends an episode whose conversation no longer fits the model (the runner marks it truncated).
         return [actions.get(id(env)) for env in envs]
@@ -176,6 +217,16 @@ def add_model_reward(batch: RolloutBatch, scorer, tokenizer, *, weight: float, v
             positions[-1] = (last, reward + weight * score)
         episode.reward_positions = positions
     batch.model_scores = scores
+
+
+def add_overlong_penalty(batch: RolloutBatch, max_length: int, buffer_len: int, factor: float) -> None:
+    """DAPO's soft overlong punishment on each action's reward (`algorithms.soft_overlong_penalty`): an
+    action within `buffer_len` tokens of `max_length` loses up to `factor`, in proportion to how far in."""
+    for episode in batch.episodes:
+        lengths = torch.tensor(episode.action_lengths())
+        penalties = alg.soft_overlong_penalty(lengths, max_length, buffer_len, factor).tolist()
+        episode.reward_positions = [(position, reward + penalty)
+                                    for (position, reward), penalty in zip(episode.reward_positions, penalties)]
 
 
 def collect(engine: Engine, tokenizer, gym: GymSpec | str, seeds: list[int], params: SamplingParams,

@@ -8,6 +8,8 @@ prompt is ever one that evaluation scores, and a resumed run draws exactly the p
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ftkit.evaluate import heldout_problems
@@ -44,17 +46,32 @@ class Task:
         Step s walks item indices s * 10**6, s * 10**6 + 1, ... of `gym.train_seed`, skipping held-out
         prompts; `options` are the reset options the problems are played with (a curriculum's level).
         """
+        wanted = self.recipe.rollout.prompts_per_step
+        seeds = list(itertools.islice(self._seed_stream(step, options), wanted))
+        per_process = wanted // world
+        return seeds[rank * per_process : (rank + 1) * per_process]
+
+    def more_seeds(self, step: int, options: dict[str, Any] | None, world: int, rank: int, taken: int,
+                   count: int) -> list[int]:
+        """Process `rank`'s next `count` problems for `step` beyond its share of the step's batch, after the
+        `taken` extra ones it drew already (dynamic filtering's further draws).
+
+        They continue the step's walk past its `prompts_per_step` problems, the processes taking turns
+        (rank r gets the r-th of every `world`), so each process draws what it needs without asking
+        the others, no two draw the same problem, and a resumed run draws exactly the same ones.
+        """
+        start = self.recipe.rollout.prompts_per_step + rank + world * taken
+        return list(itertools.islice(self._seed_stream(step, options), start, start + world * count, world))
+
+    def _seed_stream(self, step: int, options: dict[str, Any] | None) -> Iterator[int]:
         from data_tools.gym_data import item_seed
 
-        wanted = self.recipe.rollout.prompts_per_step
-        seeds, index = [], step * ITEMS_PER_STEP
-        while len(seeds) < wanted:
+        index = step * ITEMS_PER_STEP
+        while True:
             seed = item_seed(self.recipe.gym.train_seed, index)
             index += 1
             if self.heldout_prompts:
                 prompt, _ = self.sampler_env.reset(seed=seed, options=options)
                 if prompt in self.heldout_prompts:
                     continue
-            seeds.append(seed)
-        per_process = wanted // world
-        return seeds[rank * per_process : (rank + 1) * per_process]
+            yield seed

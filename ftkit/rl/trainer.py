@@ -1,4 +1,4 @@
-"""RL against a gym: GRPO, RLOO or PPO, full fine-tuning or LoRA, on Accelerate.
+"""RL against a gym: GRPO, DAPO, GSPO, RLOO, REINFORCE++ or PPO, full fine-tuning or LoRA, on Accelerate.
 
     ftkit rl --gym arithmetic                  # the recipes/grpo_arithmetic.yaml task, from runs/gpt2_math_subtract/model
     ftkit rl recipes/ppo_arithmetic.yaml train.max_steps=50
@@ -8,9 +8,10 @@ One RL step, as `RLRun.train_step()` reads:
 
 1. **Rollout.** Draw `prompts_per_step` problems and play each `num_generations` times with the current
    policy, sampling through the generation engine (`ftkit/rl/rollout.py`). The gym scores every episode.
+   With dynamic filtering (DAPO), groups of equal rewards are dropped and more problems drawn.
 2. **Advantages.** How much better each episode (or, for PPO, each token) did than expected:
-   GRPO and RLOO compare an episode with the others of its group; PPO asks its value head (GAE).
-   Each algorithm is one class in `ftkit/rl/objectives/`.
+   GRPO, DAPO, GSPO and RLOO compare an episode with the others of its group; REINFORCE++ with the
+   whole batch; PPO asks its value head (GAE). Each algorithm is one class in `ftkit/rl/objectives/`.
 3. **Update.** Minimise the objective's clipped loss (plus KL to the reference and, for PPO, the
    value loss) over `num_iterations` passes of minibatches, with gradient accumulation and clipping
    (`ftkit/rl/update.py`).
@@ -37,10 +38,11 @@ from ftkit.models import ResolvedModel, load_tokenizer, resolve_model
 from ftkit.rl.checkpoint import Checkpoints, save_policy, save_value_head, weights_name
 from ftkit.rl.config import RLRecipe
 from ftkit.rl.curriculum import Curriculum
+from ftkit.rl.dynamic_sampling import fill_with_informative_groups
 from ftkit.rl.learner import Learner, build_learner
 from ftkit.rl.objectives import make_objective
 from ftkit.rl.report import Progress, Report, episode_stats
-from ftkit.rl.rollout import PlayOptions, RolloutBatch, add_model_reward, collect
+from ftkit.rl.rollout import PlayOptions, RolloutBatch, add_model_reward, add_overlong_penalty, collect
 from ftkit.rl.task import Task
 from ftkit.rl.update import Update, step_seed
 from ftkit.runs import TrainingData, save_folder_atomic, start_run_folder
@@ -173,6 +175,9 @@ class RLRun:
         self.engine.sync_weights(self.policy)  # vLLM samples from its own copy of the weights
         update_s = time.perf_counter() - update_started
         stats.update(episode_stats(batch, self.recipe.rollout.num_generations))
+        if self.recipe.train.mask_truncated_completions:  # the share of actions left out of the loss
+            actions = sum(len(e.reward_positions) for e in batch.episodes)
+            stats["masked_truncated_fraction"] = sum(len(e.masked_actions) for e in batch.episodes) / max(1, actions)
         stats["rollout_tokens_per_s"] = batch.tokens_per_s
         stats["train_tokens_per_s"] = stats.pop("_trained_tokens") / update_s if update_s else 0.0
         stats["rollout_s"], stats["update_s"] = batch.seconds, update_s
@@ -187,7 +192,27 @@ class RLRun:
         return stats
 
     def rollout(self) -> RolloutBatch:
-        """This process's episodes for the current step, played by the current policy."""
+        """This process's episodes for the current step, played by the current policy.
+
+        With `rollout.dynamic_filtering`, only groups whose rewards differ, played from as many problems
+        as it takes (`ftkit/rl/dynamic_sampling.py`).
+        """
+        ro, world, rank = self.recipe.rollout, self.accelerator.num_processes, self.accelerator.process_index
+        options = self.curriculum.options() if self.curriculum else None
+        if not ro.dynamic_filtering:
+            return self.play(self.task.training_seeds(self.step, options, world, rank), options)
+        share = ro.prompts_per_step // world
+
+        def draw(drawn: int, count: int) -> RolloutBatch:
+            seeds = (self.task.training_seeds(self.step, options, world, rank) if drawn == 0 else
+                     self.task.more_seeds(self.step, options, world, rank, taken=drawn - share, count=count))
+            return self.play(seeds, options)
+
+        return fill_with_informative_groups(draw, share, ro.max_num_gen_batches)
+
+    def play(self, seeds: list[int], options: dict[str, Any] | None) -> RolloutBatch:
+        """Play each problem (gym seed) `num_generations` times; the episodes scored and shaped as the
+        recipe says (reward model, overlong penalty, overlong filtering)."""
         from ftkit.engine import SamplingParams
         from ftkit.evaluate import context_length
 
@@ -196,9 +221,6 @@ class RLRun:
         # (sampler_kl in metrics.jsonl) and corrects the gradient for the difference (ftkit/rl/correction.py).
         params = SamplingParams(max_new_tokens=ro.max_completion_length, temperature=ro.temperature,
                                 top_p=ro.top_p, stop=tuple(ro.stop), logprobs=True)
-        options = self.curriculum.options() if self.curriculum else None
-        seeds = self.task.training_seeds(self.step, options, self.accelerator.num_processes,
-                                         self.accelerator.process_index)
         play = PlayOptions(group_size=ro.num_generations, max_context=context_length(self.policy),
                            format_reward_weight=ro.format_reward_weight)
         batch = collect(self.engine, self.tokenizer, self.task.gym, seeds, params, play,
@@ -206,6 +228,11 @@ class RLRun:
         if r.reward_model is not None:
             add_model_reward(batch, self.task.reward_scorer, self.tokenizer, weight=r.reward_model.weight,
                              verifier_weight=r.reward_model.verifier_weight)
+        if ro.overlong_buffer_len:
+            add_overlong_penalty(batch, ro.max_completion_length, ro.overlong_buffer_len, ro.overlong_penalty_factor)
+        if r.train.mask_truncated_completions:  # DAPO's overlong filtering: a cut answer's reward says little
+            for episode in batch.episodes:
+                episode.masked_actions = list(episode.cut_actions)
         return batch
 
     # -- evaluation and saving ---------------------------------------------------------------------

@@ -19,6 +19,7 @@ import torch
 
 from ftkit.rl import algorithms as alg
 from ftkit.rl.config import LOSS_TYPES
+from ftkit.rl.policy import token_rewards
 
 if TYPE_CHECKING:
     from ftkit.rl.config import RLTrainSection
@@ -101,8 +102,9 @@ class Objective(ABC):
     def loss(self, x: LossInputs) -> tuple[torch.Tensor, dict[str, float]]:
         """The clipped policy loss, plus beta x KL to the reference when there is one; and its stats."""
         t = self.train
-        loss, clip_stats = alg.policy_loss(x.logprobs, x.old_logprobs, x.advantages, x.mask, t.epsilon,
-                                           self.aggregation, weights=x.importance_weights)
+        clip = (t.epsilon, t.epsilon if t.epsilon_high is None else t.epsilon_high)
+        loss, clip_stats = alg.policy_loss(x.logprobs, x.old_logprobs, x.advantages, x.mask, clip, self.aggregation,
+                                           level=t.importance_sampling_level, weights=x.importance_weights)
         stats = {"policy_loss": loss.item(), **clip_stats}
         if x.ref_logprobs is not None:
             kl = alg.aggregate(alg.kl_penalty(x.logprobs, x.ref_logprobs, t.kl_estimator), x.mask, self.aggregation)
@@ -110,3 +112,13 @@ class Objective(ABC):
             if self.kl_in_loss:
                 loss = loss + t.beta * kl
         return loss, stats
+
+
+def kl_shaped_token_rewards(batch: ScoredBatch, beta: float) -> torch.Tensor:
+    """Per-token rewards (B, L - 1), each turn's on its action's last token, minus beta x (log p - log p_ref)
+    on every policy token when there is a reference (InstructGPT's KL-shaped reward: PPO, REINFORCE++)."""
+    mask = batch.tensors["loss_mask"]
+    rewards = token_rewards(batch.episodes, batch.tensors["input_ids"].shape[1]).to(mask.device)
+    if batch.ref_logprobs is not None:
+        rewards = rewards - beta * (batch.old_logprobs - batch.ref_logprobs) * mask
+    return rewards

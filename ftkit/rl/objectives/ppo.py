@@ -12,8 +12,7 @@ from __future__ import annotations
 import torch
 
 from ftkit.rl import algorithms as alg
-from ftkit.rl.objectives.base import LossInputs, Objective, ScoredBatch
-from ftkit.rl.policy import token_rewards
+from ftkit.rl.objectives.base import LossInputs, Objective, ScoredBatch, kl_shaped_token_rewards
 
 
 class PPO(Objective):
@@ -27,9 +26,7 @@ class PPO(Objective):
 
     def advantages(self, batch: ScoredBatch) -> tuple[torch.Tensor, torch.Tensor]:
         t, mask = self.train, batch.tensors["loss_mask"]
-        rewards = token_rewards(batch.episodes, batch.tensors["input_ids"].shape[1]).to(mask.device)
-        if batch.ref_logprobs is not None:
-            rewards = rewards - t.beta * (batch.old_logprobs - batch.ref_logprobs) * mask
+        rewards = kl_shaped_token_rewards(batch, t.beta)
         advantages, returns = alg.gae(rewards, batch.old_values.float(), mask, t.gamma, t.lam)
         mean, std = batch.mean_std(advantages, mask)
         return (advantages - mean) / (std + 1e-8) * mask, returns
