@@ -21,6 +21,8 @@ def test_short_form_runs_the_shipped_recipe_with_flags_as_overrides():
     assert recipe.model.name == "runs/gpt2_math_subtract/model"
     ppo = recipe_from_args(None, ["train.max_steps=7"], gym="arithmetic", algo="ppo", model="some/folder")
     assert (ppo.name, ppo.algo, ppo.model.name, ppo.train.max_steps) == ("ppo_arithmetic", "ppo", "some/folder", 7)
+    dapo = recipe_from_args(None, [], gym="arithmetic", algo="dapo")  # the new objectives have recipes too
+    assert (dapo.name, dapo.rollout.dynamic_filtering, dapo.train.epsilon_high) == ("dapo_arithmetic", True, 0.28)
     # No shipped recipe for this pair: the built-in defaults with that gym.
     plain = recipe_from_args(None, [], gym="countdown", algo="rloo")
     assert (plain.name, plain.gym.id, plain.algo) == ("rloo_countdown", "countdown", "rloo")
@@ -34,7 +36,8 @@ def test_every_shipped_rl_recipe_validates():
     from ftkit.rl.config import load_rl_recipe
 
     names = sorted(p.name for p in Path("recipes").glob("*_*.yaml") if "algo" in yaml.safe_load(p.read_text()))
-    assert names == ["grpo_arithmetic.yaml", "grpo_guess_number.yaml", "grpo_smollm2_math.yaml", "ppo_arithmetic.yaml",
+    assert names == ["dapo_arithmetic.yaml", "grpo_arithmetic.yaml", "grpo_guess_number.yaml", "grpo_smollm2_math.yaml",
+                     "gspo_arithmetic.yaml", "ppo_arithmetic.yaml", "reinforce_plus_plus_arithmetic.yaml",
                      "rloo_arithmetic.yaml"]
     for name in names:
         recipe = load_rl_recipe(Path("recipes") / name)
@@ -56,6 +59,9 @@ def test_every_shipped_rl_recipe_validates():
         (["rl", "--gym", "arithmetic", "train.learnin_rate=1"], 'did you mean "learning_rate"'),
         (["rl", "--gym", "arithmetic", "rollout.num_generations=1"], "num_generations must be >= 2"),
         (["rl", "--gym", "arithmetic", "train.steps=5"], 'recipe key "train.steps" is now "train.max_steps"'),
+        (["rl", "--gym", "arithmetic", "--algo", "gspo", "train.importance_sampling_level=token"],
+         'algo gspo is GRPO with train.importance_sampling_level "sequence"'),
+        (["rl", "--gym", "arithmetic", "rollout.max_num_gen_batches=2"], "set rollout.dynamic_filtering: true"),
         (["rl", "--gym", "arithmetic", "gym.kwargs={ops:[+]}"], "not valid YAML"),
         (["rl", "--gym", "arithmetic", "--model", "runs/nothing_here/model"], "no such model folder"),
         (["rl", "recipes/gpt2_math.yaml"], "is an SFT recipe"),
