@@ -1,0 +1,40 @@
+"""Folders written atomically: old or new, never half; files readable as the umask says.
+
+    python -m pytest tests/test_atomic.py -q
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from data_tools.atomic import save_folder_atomic
+
+
+def test_a_failed_write_keeps_the_old_folder(tmp_path):
+    final = tmp_path / "model"
+    save_folder_atomic(final, lambda d: (d / "a.txt").write_text("old"))
+
+    def broken(d):
+        (d / "a.txt").write_text("half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        save_folder_atomic(final, broken)
+    assert (final / "a.txt").read_text() == "old"
+
+
+def test_private_temporary_files_get_the_umask_permissions(tmp_path):
+    # safetensors writes model.safetensors through a private (0600) temporary file
+    def write(d):
+        fd = os.open(d / "model.safetensors", os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+
+    old = os.umask(0o022)
+    try:
+        save_folder_atomic(tmp_path / "model", write)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "model" / "model.safetensors").stat().st_mode) == 0o644
