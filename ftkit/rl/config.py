@@ -70,8 +70,8 @@ class RolloutSection(Section):
                            "problems until there are prompts_per_step of them."
     )
     max_num_gen_batches: int = Field(
-        4, gt=0, description="Dynamic filtering: at most this many generation batches (of prompts_per_step "
-                             "problems) per step; then groups of equal rewards fill the rest."
+        4, gt=0, description="Dynamic filtering: a step plays at most this many times prompts_per_step problems; "
+                             "then groups of equal rewards fill the rest."
     )
     overlong_buffer_len: int = Field(
         0, ge=0, description="DAPO's soft overlong punishment: an action longer than max_completion_length minus "
@@ -368,8 +368,8 @@ TRL_NAMES: dict[str, TrlName] = {
         None, "TRL has no dynamic sampling; the name is OpenRLHF's --dynamic_filtering (veRL: "
               "algorithm.filter_groups.enable)"),
     "rollout.max_num_gen_batches": TrlName(
-        None, "TRL has no dynamic sampling; the name is veRL's (algorithm.filter_groups.max_num_gen_batches, where 0 "
-              "means no cap; here there always is one)"),
+        None, "TRL has no dynamic sampling; the name is veRL's (algorithm.filter_groups.max_num_gen_batches, whose "
+              "batches are all of one size and where 0 means no cap; here further draws are as large as needed)"),
     "rollout.overlong_buffer_len": TrlName(
         None, "GRPOConfig has no overlong shaping: TRL offers it as a reward function, "
               "get_soft_overlong_punishment(max_completion_len, soft_punish_cache); the name is OpenRLHF's and veRL's"),
