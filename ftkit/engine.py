@@ -5,9 +5,9 @@
 RL rollouts, evaluation and data collection all ask an engine for completions with
 `engine.generate(prompts, params)` and get back, per prompt, the text, the sampled token ids and the
 log-probability of each sampled token under the sampling distribution. The Hugging Face engine below
-runs `model.generate` (batched, left-padded, KV cache) and is the CPU default. A vLLM engine implements
-the same two methods (`generate`, and `sync_weights` to load the policy's new weights after each
-update), so the algorithms never know which one they talk to.
+(batched, left-padded, KV cache; ftkit's lean loop `ftkit/decode.py`, or `model.generate`) is the CPU
+default. A vLLM engine implements the same two methods (`generate`, and `sync_weights` to load the
+policy's new weights after each update), so the algorithms never know which one they talk to.
 """
 
 from __future__ import annotations
@@ -70,16 +70,24 @@ class Engine(Protocol):
 
 
 class HFEngine:
-    """Sampling with Hugging Face `generate`: `HFEngine(model, tokenizer).generate(["12+34="], SamplingParams())`.
+    """Sampling with a Hugging Face model: `HFEngine(model, tokenizer).generate(["12+34="], SamplingParams())`.
 
     Prompts are left-padded so that every row's new tokens start at the same column, which is what
-    lets one batched `generate` call with a KV cache serve prompts of different lengths.
+    lets one batched call with a KV cache serve prompts of different lengths. `loop` says what samples:
+    "lean" is `ftkit/decode.py`, a loop that computes each distinct prompt once and does per token only
+    what the engine needs (for the 0.9M-parameter arithmetic model, `generate`'s own bookkeeping and a
+    GRPO batch's repeated prompts were most of the time); "generate" is `model.generate`; "auto", the
+    default, is "lean" whenever it samples what `generate` would (`ftkit.decode.unsupported`: not for
+    encoder-decoders, nor for a generation_config with a repetition penalty or similar), else "generate".
     """
 
-    def __init__(self, model, tokenizer, batch_size: int = 64):
+    def __init__(self, model, tokenizer, batch_size: int = 64, loop: str = "auto"):
+        if loop not in ("auto", "lean", "generate"):
+            raise ValueError(f"HFEngine loop must be auto, lean or generate, got {loop!r}")
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.loop = loop
 
     def sync_weights(self, model) -> None:
         """The HF engine samples from the training model itself, so there is nothing to copy."""
@@ -110,10 +118,15 @@ class HFEngine:
         """Completions in the order of `prompts`.
 
         Prompts are batched by length (shortest first), so that each batch holds similar lengths and
-        little padding; the results are put back in the caller's order.
+        little padding; the results are put back in the caller's order. `params.seed` seeds the call
+        once, not each batch: batches do not replay each other's random numbers.
         """
+        import torch
+
         from ftkit.chat import stop_token_ids
 
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
         encoded = [self.encode(p) for p in prompts]
         stops = stop_token_ids(self.tokenizer, self.model)  # the chat template's end of turn too
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
@@ -129,6 +142,38 @@ class HFEngine:
                         stops: list[int]) -> list[Completion]:
         import torch
 
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            sample = self._sample_lean if self.uses_lean_loop() else self._sample_with_generate
+            new_tokens, token_logprobs = sample(encoded, params, stops)
+        finally:
+            self.model.train(was_training)
+        if token_logprobs is None:
+            token_logprobs = torch.full(new_tokens.shape, float("nan"))
+        rows = zip(prompts, encoded, new_tokens.tolist(), token_logprobs.tolist())
+        return [self._finish(prompt, ids, tokens, logprobs, params, stops) for prompt, ids, tokens, logprobs in rows]
+
+    def uses_lean_loop(self) -> bool:
+        """Whether this engine samples with `ftkit.decode` (see `loop`) rather than `model.generate`."""
+        from ftkit import decode
+
+        if self.loop == "generate":
+            return False
+        reason = decode.unsupported(self.model)
+        if self.loop == "lean" and reason:
+            raise ValueError(f"HFEngine(loop='lean') cannot sample this model: {reason}; use loop='auto'")
+        return reason is None
+
+    def _sample_lean(self, encoded: list[list[int]], params: SamplingParams, stops: list[int]):
+        from ftkit import decode
+
+        return decode.sample(self.model, encoded, params, stops, self._pad_id(stops), self.tokenizer)
+
+    def _sample_with_generate(self, encoded: list[list[int]], params: SamplingParams, stops: list[int]):
+        """(new tokens, their log-probs or None) from `model.generate` on the left-padded batch."""
+        import torch
+
         tok = self.tokenizer
         saved_side, tok.padding_side = tok.padding_side, "left"
         try:
@@ -138,49 +183,44 @@ class HFEngine:
         enc = enc.to(self.model.device)
         greedy = params.temperature == 0
         kwargs: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "do_sample": not greedy,
-                                  "pad_token_id": tok.pad_token_id, "eos_token_id": stops,
+                                  "pad_token_id": self._pad_id(stops), "eos_token_id": stops,
                                   "return_dict_in_generate": True, "output_scores": params.logprobs}
         if not greedy:
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
         if params.stop:
             kwargs.update(stop_strings=list(params.stop), tokenizer=tok)
-        if params.seed is not None:
-            torch.manual_seed(params.seed)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.inference_mode():
-                out = self.model.generate(**enc, **kwargs)
-        finally:
-            self.model.train(was_training)
+        with torch.inference_mode():
+            out = self.model.generate(**enc, **kwargs)
         new_tokens = out.sequences[:, enc["input_ids"].shape[1] :]
+        if not params.logprobs:
+            return new_tokens, None
         # `scores` are the logits after temperature and top-p, so their log-softmax is the sampling
         # distribution; gather the log-probability of each token that was actually sampled, one step at a
         # time, so that no second (batch, steps, vocabulary) tensor is built beside the scores.
-        if params.logprobs:
-            token_logprobs = torch.stack([step.float().log_softmax(-1).gather(-1, new_tokens[:, t, None]).squeeze(-1)
-                                          for t, step in enumerate(out.scores)], dim=1)
-        else:
-            token_logprobs = torch.full(new_tokens.shape, float("nan"))
-        completions = []
-        for row, prompt in enumerate(prompts):
-            prompt_ids = enc["input_ids"][row][enc["attention_mask"][row].bool()].tolist()
-            completions.append(self._finish(prompt, prompt_ids, new_tokens[row].tolist(),
-                                            token_logprobs[row].tolist(), params, stops))
-        return completions
+        return new_tokens, torch.stack([step.float().log_softmax(-1).gather(-1, new_tokens[:, t, None]).squeeze(-1)
+                                        for t, step in enumerate(out.scores)], dim=1)
+
+    def _pad_id(self, stops: list[int]) -> int:
+        pad = self.tokenizer.pad_token_id
+        return pad if pad is not None else stops[0]
 
     def _finish(self, prompt: Prompt, prompt_ids: list[int], ids: list[int], logprobs: list[float],
                 params: SamplingParams, stops: list[int]) -> Completion:
-        """Cut one row at its end: the first stop token (`stops`), a stop string, or the length limit."""
-        for i, token in enumerate(ids):
-            if token in stops:
-                ids, logprobs = ids[: i + 1], logprobs[: i + 1]
-                return Completion(prompt, prompt_ids, self._decode(ids[:-1]), ids, logprobs, "eos")
-        for end in range(1, len(ids) + 1 if params.stop else 0):  # the shortest prefix holding a stop string
+        """Cut one row at its end: the first stop token (`stops`), a stop string, or the length limit.
+
+        A stop string that ends before the first stop token wins: after it a row holds only padding,
+        which is a stop token itself where the pad token is the end-of-text token (SmolLM2's).
+        """
+        eos = next((i for i, token in enumerate(ids) if token in stops), None)
+        before_eos = ids if eos is None else ids[:eos]
+        for end in range(1, len(before_eos) + 1 if params.stop else 0):  # the shortest prefix holding a stop string
             text = self._decode(ids[:end])
             hits = [text.find(s) for s in params.stop if s in text]
             if hits:
                 return Completion(prompt, prompt_ids, text[: min(hits)], ids[:end], logprobs[:end], "stop")
+        if eos is not None:
+            ids, logprobs = ids[: eos + 1], logprobs[: eos + 1]
+            return Completion(prompt, prompt_ids, self._decode(ids[:-1]), ids, logprobs, "eos")
         return Completion(prompt, prompt_ids, self._decode(ids), ids, logprobs, "length")
 
     def _decode(self, ids: list[int]) -> str:

@@ -120,3 +120,85 @@ def test_prompts_get_one_bos_whether_text_or_chat(family_tokenizer):
             assert ids.count(tok.bos_token_id) == 1 and ids[0] == tok.bos_token_id, (family, prompt)
         (c,) = engine.generate([chat], SamplingParams(max_new_tokens=2, temperature=0))
         assert c.prompt_ids == engine.encode(chat)
+
+
+# -- the lean loop (ftkit/decode.py) against model.generate ---------------------------------------------
+
+GROUPS = PROMPTS * 8  # every prompt eight times, as a GRPO batch repeats each problem
+
+
+@pytest.fixture(scope="module")
+def ending_engine(engine):
+    """The tiny model with its end-of-text logit raised, so that sampled rows end at different steps."""
+    model = AutoModelForCausalLM.from_pretrained(engine.model.name_or_path)
+    head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=True)
+    with torch.no_grad():
+        head.weight.copy_(model.get_output_embeddings().weight)
+        head.bias.zero_()
+        head.bias[engine.tokenizer.eos_token_id] = 4.0  # about 1 in 6
+    model.lm_head = head
+    return HFEngine(model, engine.tokenizer)
+
+
+def both_loops(engine):
+    return (HFEngine(engine.model, engine.tokenizer, loop="lean"),
+            HFEngine(engine.model, engine.tokenizer, loop="generate"))
+
+
+@pytest.mark.parametrize("params", [SamplingParams(max_new_tokens=8, temperature=0),
+                                    SamplingParams(max_new_tokens=8, seed=3),
+                                    SamplingParams(max_new_tokens=8, seed=4, temperature=0.7, top_p=0.8),
+                                    SamplingParams(max_new_tokens=12, seed=5, stop=("1", "2")),
+                                    SamplingParams(max_new_tokens=8, seed=6, logprobs=False)],
+                         ids=["greedy", "sampled", "top_p", "stop_strings", "no_logprobs"])
+def test_the_lean_loop_samples_exactly_what_generate_samples(ending_engine, params):
+    """From the same random state: the same tokens, finish reasons, texts and log-probs, though the lean
+    loop computes each distinct prompt once and runs finished rows no further."""
+    lean, generate = both_loops(ending_engine)
+    assert lean.uses_lean_loop() and not generate.uses_lean_loop()
+    ours, theirs = lean.generate(GROUPS, params), generate.generate(GROUPS, params)
+    assert [(c.token_ids, c.finish_reason, c.text) for c in ours] == [(c.token_ids, c.finish_reason, c.text) for c in theirs]
+    if params.temperature > 0:  # rows ended at different steps
+        assert len({len(c.token_ids) for c in ours}) > 2
+    for a, b in zip(ours, theirs):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5, nan_ok=True)
+
+
+def test_the_lean_loop_samples_from_the_models_distribution(engine):
+    """Frequencies of the first sampled token, over 4,000 rows of one prompt, against the model's own
+    probabilities: each within five standard errors (a wrong temperature or top-p would be far off)."""
+    lean, _ = both_loops(engine)
+    prompt = engine.encode(PROMPTS[0])
+    out = lean.generate([prompt] * 4000, SamplingParams(max_new_tokens=1, temperature=0.8, seed=0))
+    assert len({c.token_ids[0] for c in out}) > 200  # the 63 batches of 64 rows draw different numbers
+    with torch.no_grad():
+        probs = (engine.model(torch.tensor([prompt])).logits[0, -1] / 0.8).softmax(-1)
+    counts = torch.bincount(torch.tensor([c.token_ids[0] for c in out]), minlength=len(probs)).float()
+    se = (probs * (1 - probs) / 4000).sqrt()
+    assert ((counts / 4000 - probs).abs() <= 5 * se + 1e-4).all()
+
+
+def test_models_whose_generation_config_adds_processors_sample_through_generate(engine):
+    from ftkit import decode
+
+    assert decode.unsupported(engine.model) is None
+    engine.model.generation_config.repetition_penalty = 1.3
+    try:
+        assert "repetition_penalty" in decode.unsupported(engine.model)
+        assert not HFEngine(engine.model, engine.tokenizer).uses_lean_loop()
+        with pytest.raises(ValueError, match="repetition_penalty"):
+            HFEngine(engine.model, engine.tokenizer, loop="lean").generate(PROMPTS, SamplingParams(max_new_tokens=2))
+    finally:
+        engine.model.generation_config.repetition_penalty = 1.0
+
+
+def test_a_stop_string_wins_over_the_padding_after_it_when_pad_is_eos(engine):
+    """After a stop string a row holds padding; where the pad token is also a stop token (SmolLM2: both
+    are <|endoftext|>), the completion still ends at the stop string, without the padding."""
+    from ftkit.chat import stop_token_ids
+
+    stops = stop_token_ids(engine.tokenizer, engine.model)
+    ids = engine.tokenizer("12", add_special_tokens=False)["input_ids"]
+    params = SamplingParams(max_new_tokens=6, stop=("2",))
+    c = engine._finish("p", [1], ids + [stops[0]] * 2, [-0.5] * (len(ids) + 2), params, stops)
+    assert (c.text, c.token_ids, c.finish_reason) == ("1", ids, "stop")
