@@ -255,6 +255,63 @@ def test_batched_generation_pads_on_the_left(family_models, name):
 
 
 @pytest.mark.parametrize("name", ALL)
+def test_the_lean_loop_samples_what_generate_samples(family_models, name):
+    """ftkit's sampling loop (`ftkit/decode.py`) against `model.generate`, from the same random state: the
+    same tokens and log-probs, greedy and sampled, with repeated and left-padded chat and plain prompts."""
+    from ftkit.engine import HFEngine, SamplingParams
+
+    model, tok = loaded(family_models[name])
+    lean, generate = HFEngine(model, tok, loop="lean"), HFEngine(model, tok, loop="generate")
+    prompts = [chat_prompt(name, "9+9="), "1+1=", chat_prompt(name, "a longer question: 1234 + 5678?")] * 3
+    for params in (SamplingParams(max_new_tokens=6, temperature=0),
+                   SamplingParams(max_new_tokens=6, seed=1, temperature=0.8, top_p=0.9)):
+        ours, theirs = lean.generate(prompts, params), generate.generate(prompts, params)
+        assert [c.token_ids for c in ours] == [c.token_ids for c in theirs]
+        for a, b in zip(ours, theirs):
+            assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_rl_forward_shares_a_groups_prompt_with_the_same_gradient(family_models, name):
+    """The RL forward pass computes a prompt once for the episodes that share it (`forward_tokens`):
+    the log-probs and the gradient are those of one full pass per episode."""
+    from ftkit.rl import policy
+
+    model, tok = loaded(family_models[name])
+    model.train()
+    ids, attn, mask = grouped_batch(tok)
+    plain, shared = [], []
+    for results, share in ((plain, False), (shared, True)):
+        model.zero_grad()
+        with pytest.MonkeyPatch.context() as mp:
+            if not share:
+                mp.setattr(policy, "_shared_prompt_logits", lambda *args: None)
+            logprobs, _, _ = policy.forward_tokens(model, ids, attn, 0.7, loss_mask=mask)
+        (logprobs * mask).sum().backward()
+        results += [logprobs * mask] + [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    assert policy._shared_prompt_logits(model, ids, attn, mask) is not None
+    for a, b in zip(shared, plain, strict=True):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+def grouped_batch(tok):
+    """Three prompts of different lengths, four right-padded episodes each, as a GRPO batch looks."""
+    rows, starts = [], []
+    for g, prompt in enumerate(["1+1=", "a longer prompt: 12+34=", "7*8="]):
+        ids = tok(prompt)["input_ids"]
+        for k in range(4):
+            rows.append(ids + tok(" " + str(10 ** ((g + k) % 4)))["input_ids"])
+            starts.append(len(ids) - 1)
+    width = max(map(len, rows))
+    ids, attn = torch.zeros(len(rows), width, dtype=torch.long), torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros(len(rows), width - 1)
+    for r, (row, start) in enumerate(zip(rows, starts)):
+        ids[r, : len(row)], attn[r, : len(row)] = torch.tensor(row), 1
+        mask[r, start : len(row) - 1] = 1
+    return ids, attn, mask
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_generation_stops_at_the_turn_end(family_stop_models, name):
     """The rigged model answers with the family's turn-end token, then writes "X": an engine that stops
     only at tokenizer.eos_token_id returns "XXX"."""

@@ -26,6 +26,20 @@ def test_text_episode_masks_observations_and_keeps_sampled_ids():
         ep.add_action([1, 2], [0.0])
 
 
+def test_a_copied_episode_grows_on_its_own():
+    """Rollouts tokenize a group's first observation once and copy it to each episode of the group."""
+    tok = build_tokenizer()
+    first = EpisodeTokens(tok)
+    first.add_observation("Guess 1-100: ")
+    a, b = first.copy(), first.copy()
+    a.add_action([53, 48], [-0.5, -0.25])
+    a.add_observation("\nhigher\n")
+    assert b.input_ids == first.input_ids == tok("Guess 1-100: ")["input_ids"]
+    assert (b.policy_mask, b.logprobs, b.messages) == (first.policy_mask, first.logprobs, first.messages)
+    b.add_action([55], [-1.0])
+    assert a.input_ids[len(first.input_ids):][:2] == [53, 48] and b.input_ids[-1] == 55
+
+
 def test_chat_episode_masks_the_template_text_around_turns():
     tok = build_tokenizer()
     ep = EpisodeTokens(tok, chat=True, system_prompt="Play well.")

@@ -115,6 +115,47 @@ def test_micro_batches_group_similar_lengths():
     assert sorted(rows) == list(range(12)) and lengths == sorted(lengths)
 
 
+def grouped_episodes(rewards: list[list[float]], seed: int = 0) -> list[Episode]:
+    """As `episodes`, but the episodes of a group share their prompt (of 3 to 6 tokens), as rollouts do."""
+    rng = random.Random(seed)
+    out = []
+    for group, group_rewards in enumerate(rewards):
+        prompt = [rng.randrange(1, 60) for _ in range(rng.randrange(3, 7))]
+        for reward in group_rewards:
+            ids = prompt + [rng.randrange(1, 60) for _ in range(rng.randrange(1, 7))]
+            out.append(Episode(trajectory=None, tokens=Tokens(ids, prompt=len(prompt)), group=group,
+                               reward_positions=[(len(ids) - 1, reward)]))
+    return out
+
+
+@pytest.mark.parametrize("algo,beta,iterations", [("grpo", 0.0, 1), ("grpo", 0.1, 1), ("rloo", 0.0, 2)])
+def test_episodes_sharing_a_prompt_compute_it_once_with_the_same_gradient(algo, beta, iterations, monkeypatch):
+    """The forward passes (training, the reference's, scoring before several iterations) run a group's
+    prompt once, with the gradient of one full pass per episode."""
+    from ftkit.rl import policy
+
+    batch = grouped_episodes([[1, 0, 1, 0], [1, 0, 0, 0], [0, 1, 1, 1]])
+    calls = {"shared": 0}
+    shared_logits = policy._shared_prompt_logits
+
+    def counted(*args):
+        out = shared_logits(*args)
+        calls["shared"] += out is not None
+        return out
+
+    monkeypatch.setattr(policy, "_shared_prompt_logits", counted)
+    update, learner = update_for(algo, beta=beta, train={"num_iterations": iterations})
+    shared_grad, stats = gradient_after(update, learner, batch)
+    assert calls["shared"] > 0
+
+    monkeypatch.setattr(policy, "_shared_prompt_logits", lambda *args: None)
+    update, learner = update_for(algo, beta=beta, train={"num_iterations": iterations})
+    plain_grad, plain_stats = gradient_after(update, learner, batch)
+    assert shared_grad.abs().sum() > 0
+    torch.testing.assert_close(shared_grad, plain_grad, rtol=1e-4, atol=1e-6)
+    assert stats["loss"] == pytest.approx(plain_stats["loss"], abs=1e-6)
+
+
 def with_sampler_logprobs(batch: list[Episode], learner: Learner, shift_last: float = 0.0) -> list[Episode]:
     """Give each episode the trainer's own log-probs as its sampler's, minus `shift_last` on its last token
     (a sampler that draws that token exp(shift_last) times more often than the trainer would)."""

@@ -73,27 +73,75 @@ def forward_tokens(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
 
     Logits are divided by the sampling temperature, so that the log-probabilities are those of the
     distribution the tokens were sampled from. Entropy is computed without gradient (it is logged,
-    not optimised). With `loss_mask` (B, L - 1), the LM head runs only from the first column any row
-    trains on (`logits_to_keep`): the prompt's positions need no vocabulary-sized logits, which for a
-    49k-token vocabulary are most of the memory and much of the time; their log-probs are returned as 0.
+    not optimised). With `loss_mask` (B, L - 1), the prompt before a row's first trained token needs no
+    vocabulary-sized logits (for a 49k-token vocabulary most of the memory and much of the time), and
+    rows that share that prompt, as a GRPO group does, share its computation (`_shared_prompt_logits`).
+    Log-probs and entropy are 0 on prompt columns: before the batch's first trained column, or with a
+    shared prompt before the row's own; the loss never looks there.
     """
+    if value_head is None and loss_mask is not None:
+        shared = _shared_prompt_logits(model, input_ids, attention_mask, loss_mask)
+        if shared is not None:
+            logits, targets, place = shared
+            logprobs, entropy = _token_logprobs(logits, targets, temperature, with_entropy)
+            return place(logprobs), None if entropy is None else place(entropy), None
     first = _first_trained_column(loss_mask)
     out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
                 output_hidden_states=value_head is not None, logits_to_keep=input_ids.shape[1] - first)
-    logits = out.logits[:, :-1].float()
+    logprobs, entropy = _token_logprobs(out.logits[:, :-1], input_ids[:, first + 1 :], temperature, with_entropy)
+    values = value_head(out.hidden_states[-1][:, :-1]) if value_head is not None else None
+    return _pad_front(logprobs, first), None if entropy is None else _pad_front(entropy, first), values
+
+
+def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool):
+    """log p(target) for each position of `logits` (B, T, V), and the entropy there if asked (no gradient)."""
+    logits = logits.float()
     if temperature != 1.0:
         logits = logits / temperature
-    targets = input_ids[:, first + 1 :].unsqueeze(-1)
-    # log p(token) = logit(token) - logsumexp(logits): no (B, L, V) log-softmax tensor is kept.
+    # log p(token) = logit(token) - logsumexp(logits): no (B, T, V) log-softmax tensor is kept.
     log_norm = torch.logsumexp(logits, dim=-1)
-    logprobs = _pad_front(logits.gather(-1, targets).squeeze(-1) - log_norm, first)
+    logprobs = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - log_norm
     entropy = None
     if with_entropy:
         with torch.no_grad():
-            probs = torch.softmax(logits, dim=-1)
-            entropy = _pad_front(log_norm - (probs * logits).sum(-1), first)
-    values = value_head(out.hidden_states[-1][:, :-1]) if value_head is not None else None
-    return logprobs, entropy, values
+            entropy = log_norm - (torch.softmax(logits, dim=-1) * logits).sum(-1)
+    return logprobs, entropy
+
+
+def _shared_prompt_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, loss_mask: torch.Tensor):
+    """The logits from each row's last prompt token on, with each distinct prompt computed once; None when
+    the rows share too little for that to pay (a quarter of the tokens).
+
+    A row's prompt is everything before the token that predicts its first trained one. The distinct
+    prompts run once (`ftkit.prefill`, with gradients) and their caches are copied to their rows; then
+    every row runs the rest of its tokens. Returns (logits (B, S - 1, V), targets (B, S - 1), place),
+    where `place` puts a (B, S - 1) result back in the batch's (B, L - 1) columns, 0 elsewhere.
+    """
+    from ftkit.prefill import prefill
+
+    lengths = attention_mask.sum(dim=1)
+    trains = loss_mask.bool().any(dim=1)
+    starts = torch.where(trains, loss_mask.float().argmax(dim=1), lengths - 1)
+    prompts = [tuple(row[:start]) for row, start in zip(input_ids.tolist(), starts.tolist())]
+    if min(starts.tolist()) < 1 or (int(starts.sum()) - sum(map(len, set(prompts)))) * 4 < int(lengths.sum()):
+        return None
+    # The prompts run through the bare model: under DistributedDataParallel, one wrapped forward per
+    # backward keeps its gradient hooks simple, and the gradients still flow back through the cache.
+    bare = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+    rows = prefill(bare, prompts, pad_id=0, device=input_ids.device)
+    rest = lengths - starts
+    columns = starts[:, None] + torch.arange(int(rest.max()), device=input_ids.device)
+    inside = columns < lengths[:, None]
+    ids = input_ids.gather(1, columns.clamp(max=input_ids.shape[1] - 1)).masked_fill(~inside, 0)
+    logits = rows.forward(model, ids, inside.long()).logits[:, :-1]
+    predicts = inside[:, 1:]  # position j predicts token j + 1 of the rest, which must be a real token
+    width = input_ids.shape[1] - 1
+
+    def place(x: torch.Tensor) -> torch.Tensor:
+        out = x.new_zeros((x.shape[0], width + x.shape[1])).scatter(1, columns[:, :-1], x.masked_fill(~predicts, 0))
+        return out[:, :width]
+
+    return logits, ids[:, 1:], place
 
 
 def _first_trained_column(loss_mask: torch.Tensor | None) -> int:

@@ -15,7 +15,7 @@ on are exactly the tokens the policy was shown.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ftkit.chat import Formatter
 
@@ -75,6 +75,12 @@ class EpisodeTokens:
         if length < len(self.input_ids) and self.messages and self.messages[-1]["role"] == "user":
             self.messages.pop()  # the user message whose tokens are dropped
         del self.input_ids[length:], self.policy_mask[length:], self.logprobs[length:]
+
+    def copy(self) -> EpisodeTokens:
+        """An independent copy: growing one does not grow the other."""
+        return replace(self, input_ids=list(self.input_ids), policy_mask=list(self.policy_mask),
+                       logprobs=list(self.logprobs), messages=[dict(m) for m in self.messages],
+                       _last_action=list(self._last_action))
 
     def prompt_ids(self) -> list[int]:
         """The whole sequence so far: what the engine continues from on the next turn."""
