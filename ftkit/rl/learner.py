@@ -49,9 +49,12 @@ def build_learner(recipe: RLRecipe, objective: Objective, accelerator, base_mode
     minibatch = min(t.minibatch_size or per_process, per_process)
     optimizer_steps = t.max_steps * t.num_iterations * math.ceil(per_process / minibatch)
     optimizer, scheduler = _optimizer(t, model, value_head, optimizer_steps)
-    prepared = accelerator.prepare(model, optimizer, scheduler, *([value_head] if value_head is not None else []))
-    return Learner(model=prepared[0], optimizer=prepared[1], scheduler=prepared[2], minibatch=minibatch,
-                   value_head=prepared[3] if value_head is not None else None, ref_model=ref_model,
+    # The schedule is not prepared: Accelerate's wrapper steps it once per process at every optimizer
+    # step (it assumes a data loader that shrank with more processes), so two processes ran a linear
+    # schedule and its warm-up twice as fast. Every process here takes the same optimizer steps.
+    prepared = accelerator.prepare(model, optimizer, *([value_head] if value_head is not None else []))
+    return Learner(model=prepared[0], optimizer=prepared[1], scheduler=scheduler, minibatch=minibatch,
+                   value_head=prepared[2] if value_head is not None else None, ref_model=ref_model,
                    parameters={"trainable": trainable, "total": total})
 
 
