@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from conftest import tiny_recipe_dict
 from safetensors.torch import load_file
@@ -85,23 +86,52 @@ def test_deepspeed_zero_sft_in_one_process_matches_plain(sft_runs, stage):
     _assert_same_weights(tmp / "one" / "model", tmp / f"z{stage}" / "model")
 
 
-def test_two_process_grpo_matches_one_process(tmp_path):
-    script = str(ROOT / "tests" / "distributed" / "grpo_run.py")
-    _run([sys.executable, script, "one"], tmp_path)
-    _run(_launch("--multi_gpu", "--num_processes", "2", script, "two"), tmp_path)
+GRPO_SCRIPT = str(ROOT / "tests" / "distributed" / "grpo_run.py")
 
-    def steps(run):
-        return [r for r in map(json.loads, (tmp_path / run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
 
-    one, two = steps("one"), steps("two")
+@pytest.fixture(scope="module")
+def grpo_runs(tmp_path_factory):
+    """The GRPO script run in one process ("one") and in two ("two"), 3 steps, checkpoint-2 kept."""
+    tmp = tmp_path_factory.mktemp("rl_dist")
+    _run([sys.executable, GRPO_SCRIPT, "one"], tmp)
+    _run(_launch("--multi_gpu", "--num_processes", "2", GRPO_SCRIPT, "two"), tmp)
+    return tmp
+
+
+def _rl_steps(run: Path) -> list[dict]:
+    """The logged RL steps, without their timings (the only entries two equal runs may differ in)."""
+    records = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+    return [{k: v for k, v in r.items() if not k.endswith(("_s", "_per_s"))} for r in records]
+
+
+def test_two_process_grpo_matches_one_process(grpo_runs):
+    tmp_path = grpo_runs
+    one, two = _rl_steps(tmp_path / "one"), _rl_steps(tmp_path / "two")
     assert len(one) == len(two) == 3
     for a, b in zip(one, two):
         assert b["reward_mean"] == a["reward_mean"]  # the same episodes, split over two processes
         assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
+        assert b["lr"] == pytest.approx(a["lr"], rel=1e-6)  # one schedule step per optimizer step, not per process
     base = load_file(tmp_path / "one" / "base_model" / "model.safetensors")
     moved = max((w - base[k]).abs().max().item() for k, w in load_file(tmp_path / "one" / "model" / "model.safetensors").items())
     assert moved > 1e-3  # training moved the weights far more than the tolerance below
     _assert_same_weights(tmp_path / "one" / "model", tmp_path / "two" / "model")
+
+
+def test_two_processes_killed_with_sigkill_resume_to_the_same_weights(grpo_runs):
+    """Both processes die by SIGKILL right after step 3's optimizer step (checkpoint-2 the last saved);
+    `--resume` in two fresh processes must end bit for bit where the uninterrupted run "two" did."""
+    tmp = grpo_runs
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    killed = subprocess.run(_launch("--multi_gpu", "--num_processes", "2", GRPO_SCRIPT, "killed", "--kill-in-step", "3"),
+                            cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
+    assert killed.returncode != 0 and "SIGKILL" in killed.stderr, killed.stderr[-3000:]
+    assert [r["step"] for r in _rl_steps(tmp / "killed")] == [1, 2]
+    assert not (tmp / "killed" / "model").exists()
+    _run(_launch("--multi_gpu", "--num_processes", "2", GRPO_SCRIPT, "killed", "--resume"), tmp)
+    assert _rl_steps(tmp / "killed") == _rl_steps(tmp / "two")
+    wa, wb = load_file(tmp / "two" / "model" / "model.safetensors"), load_file(tmp / "killed" / "model" / "model.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def test_global_batch_is_split_over_processes():

@@ -2,6 +2,8 @@
 
     python tests/distributed/grpo_run.py OUT
     accelerate launch --multi_gpu --num_processes 2 tests/distributed/grpo_run.py OUT
+    accelerate launch --multi_gpu --num_processes 2 tests/distributed/grpo_run.py OUT --kill-in-step 3
+    accelerate launch --multi_gpu --num_processes 2 tests/distributed/grpo_run.py OUT --resume
 
 Hugging Face `generate` draws from one random stream per call, so two processes sampling half the
 prompts each can never reproduce one process sampling all of them. This script swaps in an engine whose
@@ -11,7 +13,9 @@ gradient all-reduce, metric reduction, checkpoints, the main-process-only run fo
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import sys
 import zlib
 
@@ -33,19 +37,40 @@ def deterministic_generate(self, prompts, params):
     return completions
 
 
-def main(out: str) -> None:
+def kill_after_the_optimizer_step(step: int) -> None:
+    """SIGKILL every process right after its optimizer step of `step` (1-based): the weights in memory
+    have moved past the last checkpoint, and nothing of the step is logged or saved."""
+    from ftkit.rl.update import Update
+
+    original = Update._apply
+
+    def apply_then_die(self, sums, index):
+        result = original(self, sums, index)
+        if index + 1 == step:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    Update._apply = apply_then_die
+
+
+def main(out: str, *options: str) -> None:
     from ftkit.rl import trainer
     from ftkit.rl.config import load_rl_recipe
 
     HFEngine.generate = deterministic_generate
+    if "--kill-in-step" in options:
+        kill_after_the_optimizer_step(int(options[options.index("--kill-in-step") + 1]))
     recipe = load_rl_recipe(None, base={
         "name": "dist", "output_dir": out, "algo": "grpo", "seed": 0, "model": {"name": "scratch:tiny"},
         "gym": {"id": "arithmetic", "kwargs": {"digits": 2}},
         "rollout": {"prompts_per_step": 4, "num_generations": GROUP_SIZE, "max_completion_length": 4},
-        "train": {"max_steps": 3, "learning_rate": 1e-3, "per_device_train_batch_size": 8, "save_steps": 100},
+        # A decaying schedule with warm-up: each process must step it once per optimizer step.
+        "train": {"max_steps": 3, "learning_rate": 1e-3, "per_device_train_batch_size": 8, "save_steps": 2,
+                  "lr_scheduler_type": "linear", "warmup_steps": 1},
         "eval": {"n": 0}})
-    trainer.main(recipe, overwrite=True)
+    resume = "--resume" in options
+    trainer.main(recipe, resume=resume, overwrite=not resume)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])
