@@ -172,6 +172,9 @@ class ArithmeticEnv(TextEnv):
     - `style`: "equation" (`123+456=`, the first line must be the integer) or "question"
       (`What is 123 + 456?`, the last integer in the answer counts: for chat models that answer in
       their own words). Default "equation".
+    - `instruction`: with `style="question"`, text added after the question, e.g. "Answer with just
+      the number." (`"What is 12 + 34? Answer with just the number."`): how a person would ask a
+      chat model. It asks, it does not score: the last integer still counts. Default None.
     - `render_mode`: None or "ansi".
 
     `reset(options={"op": "*", "digits": 5, "terms": 3})` pins the operator (every operator, when
@@ -187,7 +190,7 @@ class ArithmeticEnv(TextEnv):
     - v0: initial version. Later, still v0 because every default problem is unchanged: `terms` for
       longer expressions with parentheses, and the observation space's length raised from 64 to 168
       characters to fit them (190 with `style`); `op_weights`; `partial_credit` (off by default); `style` (default
-      unchanged) for chat models.
+      unchanged) for chat models; `instruction` (default None).
     """
 
     has_oracle = True
@@ -202,9 +205,12 @@ class ArithmeticEnv(TextEnv):
         op_weights: Sequence[float] | None = None,
         partial_credit: bool = False,
         style: str = "equation",
+        instruction: str | None = None,
     ) -> None:
+        self.instruction = _check_instruction(instruction, style)
+        extra = len(self.instruction) + 1 if self.instruction else 0
         super().__init__(
-            render_mode=render_mode, max_observation_length=MAX_PROBLEM_LENGTH, max_action_length=4096
+            render_mode=render_mode, max_observation_length=MAX_PROBLEM_LENGTH + extra, max_action_length=4096
         )
         self.ops = _check_ops(ops)
         self.op_weights = _check_op_weights(op_weights, self.ops)
@@ -241,6 +247,8 @@ class ArithmeticEnv(TextEnv):
         if self.style == "question":  # operators spaced out: operands are >= 0, so every sign is one
             spaced = re.sub(r"([-+*])", r" \1 ", problem)
             obs = f"{prefix}What is {spaced}?"
+            if self.instruction:
+                obs = f"{obs} {self.instruction}"
         else:
             obs = f"{prefix}{problem}="
         return obs, {"answer": self._answer, "difficulty": self._difficulty()}
@@ -353,6 +361,22 @@ def _check_op_weights(weights: Any, ops: tuple[str, ...]) -> tuple[float, ...] |
         raise GymError(f"op_weights must be non-negative numbers with a positive sum; got {list(weights)!r}")
     total = float(sum(weights))
     return tuple(float(w) / total for w in weights)
+
+
+MAX_INSTRUCTION_LENGTH = 200
+
+
+def _check_instruction(instruction: Any, style: Any) -> str | None:
+    """`instruction` is printable ASCII text of at most 200 characters, for `style="question"` only."""
+    if instruction is None:
+        return None
+    if style != "question":
+        raise GymError('instruction is added after a question: it needs style="question"')
+    if (not isinstance(instruction, str) or not instruction.isascii() or not instruction.isprintable()
+            or not 0 < len(instruction) <= MAX_INSTRUCTION_LENGTH):
+        raise GymError(f"instruction must be printable ASCII text of 1 to {MAX_INSTRUCTION_LENGTH} characters; "
+                       f"got {instruction!r}")
+    return instruction
 
 
 def _check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
