@@ -128,6 +128,8 @@ def test_two_processes_killed_with_sigkill_resume_to_the_same_weights(grpo_runs)
     assert killed.returncode != 0 and "SIGKILL" in killed.stderr, killed.stderr[-3000:]
     assert [r["step"] for r in _rl_steps(tmp / "killed")] == [1, 2]
     assert not (tmp / "killed" / "model").exists()
+    rng = torch.load(tmp / "killed" / "checkpoints" / "checkpoint-2" / "rng.pt", weights_only=True)
+    assert len(rng) == 2 and not torch.equal(rng[0]["torch"], rng[1]["torch"])  # each process's own generators
     _run(_launch("--multi_gpu", "--num_processes", "2", GRPO_SCRIPT, "killed", "--resume"), tmp)
     assert _rl_steps(tmp / "killed") == _rl_steps(tmp / "two")
     wa, wb = load_file(tmp / "two" / "model" / "model.safetensors"), load_file(tmp / "killed" / "model" / "model.safetensors")

@@ -42,14 +42,19 @@ class Checkpoints:
 
     def save(self, step: int, learner: Learner, tokenizer, state: dict[str, Any]) -> None:
         """Write checkpoint-<step> (the main process writes, every process waits) and drop old ones."""
+        from accelerate.utils import gather_object
+
         self.accelerator.wait_for_everyone()
+        # Every process's generators, in rank order: each process draws from its own streams, and the
+        # main process's alone would hand every other process the main one's on resume.
+        rng_states = gather_object([rng_state()]) if self.accelerator.num_processes > 1 else [rng_state()]
         if self.accelerator.is_main_process:
             def write(folder: Path) -> None:
                 save_policy(folder / self.weights_name, self.accelerator.unwrap_model(learner.model), tokenizer)
                 save_value_head(self.accelerator, learner.value_head, folder)
                 torch.save(learner.optimizer.state_dict(), folder / "optimizer.pt")
                 torch.save(learner.scheduler.state_dict(), folder / "scheduler.pt")
-                torch.save(rng_state(), folder / "rng.pt")
+                torch.save(rng_states, folder / "rng.pt")
                 (folder / CHECKPOINT_STATE).write_text(json.dumps({"step": step, **state}, indent=2) + "\n")
 
             save_folder_atomic(self.folder / f"checkpoint-{step}", write)
@@ -70,10 +75,17 @@ class Checkpoints:
 
         The weights were loaded with the model (`build_learner(..., checkpoint)`)."""
         state = json.loads((checkpoint / CHECKPOINT_STATE).read_text())
-        learner.optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
-        learner.scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
-        set_rng_state(torch.load(checkpoint / "rng.pt", weights_only=True))
+        learner.optimizer.load_state_dict(_load(checkpoint / "optimizer.pt"))
+        learner.scheduler.load_state_dict(_load(checkpoint / "scheduler.pt"))
+        set_rng_state(own_rng_state(_load(checkpoint / "rng.pt"), self.accelerator.process_index))
         return state
+
+
+def _load(path: Path) -> Any:
+    """A saved state, read onto the CPU: saved from the main process's GPU, the optimizer's moments would
+    otherwise all land on that one GPU, once per process (`load_state_dict` moves them to each
+    parameter's own device)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def save_policy(folder: Path, policy, tokenizer) -> None:
@@ -93,19 +105,32 @@ def save_value_head(accelerator, value_head, folder: Path) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    """Random generators' states as tensors and plain lists, so `torch.load(weights_only=True)` reads them."""
+    """This process's random generators (torch's, its GPU's, Python's and NumPy's) as tensors and plain
+    lists, so `torch.load(weights_only=True)` reads them."""
     import numpy as np
 
     name, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss = random.getstate()
-    return {"torch": torch.get_rng_state(), "python": [version, list(internal), gauss],
-            "numpy": [name, torch.from_numpy(keys.astype("int64")), pos, has_gauss, cached]}
+    state = {"torch": torch.get_rng_state(), "python": [version, list(internal), gauss],
+             "numpy": [name, torch.from_numpy(keys.astype("int64")), pos, has_gauss, cached]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()  # the current device: the one this process trains on
+    return state
+
+
+def own_rng_state(saved: dict[str, Any] | list[dict[str, Any]], rank: int) -> dict[str, Any]:
+    """Process `rank`'s generators from rng.pt: a list in rank order, or one dict (checkpoints written
+    before each process's were kept). A process the checkpoint had none for takes the main one's."""
+    states = saved if isinstance(saved, list) else [saved]
+    return states[rank] if rank < len(states) else states[0]
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
     import numpy as np
 
     torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     name, keys, pos, has_gauss, cached = state["numpy"]
