@@ -141,6 +141,9 @@ class RLRun:
         if self.curriculum is not None and state.get("curriculum"):
             self.curriculum.load_state_dict(state["curriculum"])
         self.report.load_state_dict(state, self.step)
+        # An engine with its own copy of the weights (vLLM) read them from the base model, and is synced
+        # only after an update: without this, the first step after a resume sampled from the base model.
+        self.engine.sync_weights(self.policy)
         self.console.print(f"resuming from {checkpoint} (step {self.step})")
 
     @property
