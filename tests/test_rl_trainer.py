@@ -1,4 +1,4 @@
-"""The RL trainer end to end on a tiny model: each algorithm learns, metrics are written, runs resume."""
+"""The RL trainer end to end on a tiny model: each algorithm learns, metrics are written (resuming: test_rl_resume.py)."""
 
 from __future__ import annotations
 
@@ -133,40 +133,6 @@ def test_multi_turn_run_trains_on_whole_episodes(tmp_path):
     assert summary["heldout_mean_turns_end"] <= summary["heldout_turns_to_solve_end"] <= 3
     trajectory = json.loads((tmp_path / "run" / "trajectories.jsonl").read_text().splitlines()[0])
     assert trajectory["gym"] == "ftkit/GuessNumber-v0" and trajectory["num_turns"] >= 1
-
-
-@pytest.mark.parametrize("algo", ["grpo", "dapo"])  # DAPO: dynamic filtering's extra draws replay too
-def test_a_killed_run_resumes_to_the_same_weights(tmp_path, first_byte_gym, monkeypatch, algo):
-    from ftkit.rl import trainer
-
-    # (DAPO's masking of cut episodes would leave this toy nothing to train on, and any resume would agree.)
-    train = {"max_steps": 4, "save_steps": 2, **({"mask_truncated_completions": False} if algo == "dapo" else {})}
-    straight = rl_recipe(tmp_path / "a", algo=algo, train=train, eval={"n": 0})
-    run(straight)
-
-    interrupted = rl_recipe(tmp_path / "b", algo=algo, train=train, eval={"n": 0})
-    original = trainer.RLRun.train_step
-
-    def crash_at_step_4(self):
-        if self.step == 3:  # steps 1-3 done and logged: a kill between checkpoints leaves checkpoint-2 and no model
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(trainer.RLRun, "train_step", crash_at_step_4)
-    with pytest.raises(KeyboardInterrupt):
-        run(interrupted)
-    monkeypatch.setattr(trainer.RLRun, "train_step", original)
-    assert (tmp_path / "b" / "run" / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file()
-    summary = run(interrupted, resume=True)
-    assert summary["steps"] == 4 and summary["resumed"]
-    a, b = weights(tmp_path / "a" / "run" / "model"), weights(tmp_path / "b" / "run" / "model")
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
-    steps = [r["step"] for r in read_metrics(tmp_path / "b" / "run") if "reward_mean" in r]
-    assert steps == [1, 2, 3, 4]  # nothing logged twice
-    trajectory_steps = [[json.loads(line)["step"] for line in (tmp_path / side / "run" / "trajectories.jsonl").open()]
-                        for side in ("a", "b")]
-    assert trajectory_steps[1] == trajectory_steps[0]  # step 3's trajectories too
 
 
 def test_dynamic_filtering_draws_more_problems_and_logs_how_many(tmp_path, first_byte_gym):
