@@ -56,6 +56,7 @@ def test_groups_play_the_same_problem_and_rewards_match_the_gym(tokenizer):
     prompt_len = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
     assert first.tokens.policy_mask == [0] * prompt_len + [1] * (len(first.tokens.input_ids) - prompt_len)
     assert first.reward_positions == [(len(first.tokens.input_ids) - 1, 1.0)]
+    assert 0 < batch.generate_seconds <= batch.seconds  # the engine's share of the rollout, logged as generate_s
 
 
 def test_multi_turn_episode_is_one_sequence_with_only_actions_trained_on(tokenizer):

@@ -156,6 +156,12 @@ def test_episodes_sharing_a_prompt_compute_it_once_with_the_same_gradient(algo, 
     assert stats["loss"] == pytest.approx(plain_stats["loss"], abs=1e-6)
 
 
+def test_the_update_logs_where_its_time_went():
+    update, learner = update_for("grpo", beta=0.1)  # a reference: a pass without gradient before the update
+    _, stats = gradient_after(update, learner, episodes([[1, 0, 1, 0], [1, 0, 0, 0], [0, 1, 1, 1]]))
+    assert all(stats[key] > 0 for key in ("score_s", "forward_s", "backward_s", "optimizer_s"))
+
+
 def with_sampler_logprobs(batch: list[Episode], learner: Learner, shift_last: float = 0.0) -> list[Episode]:
     """Give each episode the trainer's own log-probs as its sampler's, minus `shift_last` on its last token
     (a sampler that draws that token exp(shift_last) times more often than the trainer would)."""

@@ -73,6 +73,7 @@ def fill_with_informative_groups(play: Callable[[int, int], RolloutBatch], wante
         dropped=[e for group in dropped for e in group],
         gen_batches=len(batches),
         padded_groups=padded,
+        generate_seconds=sum(b.generate_seconds for b in batches),
     )
 
 

@@ -232,6 +232,7 @@ def episode_stats(batch: RolloutBatch, group_size: int) -> dict[str, Any]:
         "context_cut_fraction": batch.context_cuts / len(episodes),
         "episodes": len(episodes),
         "problems_drawn": len(episodes) // group_size,
+        "generate_s": batch.generate_seconds,  # of the rollout's seconds, those spent sampling
     }
     if batch.gen_batches is not None:  # dynamic filtering
         stats["num_gen_batches"] = batch.gen_batches

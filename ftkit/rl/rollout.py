@@ -105,6 +105,7 @@ class RolloutBatch:
     dropped: list[Episode] = field(default_factory=list)  # played, not trained on (groups of equal rewards)
     gen_batches: int | None = None  # generation batches played (None: no dynamic filtering)
     padded_groups: int = 0  # groups of equal rewards trained on because the cap left the batch short
+    generate_seconds: float = 0.0  # of `seconds`, those inside the engine (the rest: the gym, tokenizing)
 
     @property
     def played(self) -> list[Episode]:
@@ -135,6 +136,7 @@ class EnginePolicy:
         self._cut: dict[int, list[int]] = {}  # the turns whose action hit the length limit
         self._order: list[int] = []
         self.generated_tokens = 0
+        self.generate_seconds = 0.0  # time inside engine.generate
         self.context_cuts = 0  # episodes ended early because the next turn would not fit the context
 
     def as_runner_policy(self) -> EnvPolicy:
@@ -162,7 +164,9 @@ class EnginePolicy:
                 continue
             prompts.append(episode.prompt_ids())
             playing.append(env)
+        started = time.perf_counter()
         completions = self.engine.generate(prompts, self.params) if prompts else []
+        self.generate_seconds += time.perf_counter() - started
         actions: dict[int, str] = {}
         for env, completion in zip(playing, completions):
             key = id(env)
@@ -272,4 +276,5 @@ def collect(engine: Engine, tokenizer, gym: GymSpec | str, seeds: list[int], par
     for trajectory in trajectories:
         trajectory.system_prompt = spec.system_prompt
     episodes = policy.episodes(trajectories, groups, play.format_reward_weight)
-    return RolloutBatch(episodes, policy.generated_tokens, seconds, policy.context_cuts)
+    return RolloutBatch(episodes, policy.generated_tokens, seconds, policy.context_cuts,
+                        generate_seconds=policy.generate_seconds)

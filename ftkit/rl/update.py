@@ -7,6 +7,9 @@ Losses are normalised over the whole minibatch of every process (its policy toke
 "dapo", its episodes for "grpo"), so neither `per_device_train_batch_size` nor the number of processes
 changes the update.
 
+Each update logs where its time went: score_s (passes without gradient before it), forward_s (with the
+loss), backward_s and optimizer_s (clipping and the step).
+
 Every update also measures how far the engine's sampling log-probs are from the trainer's own
 (`ftkit/rl/correction.py`: sampler_logprob_diff_mean and _max, sampler_kl in metrics.jsonl) and, with
 `rollout.importance_sampling` tis or mis, weights each token's policy-gradient term to correct for it.
@@ -15,7 +18,8 @@ Every update also measures how far the engine's sampling log-probs are from the 
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
+import time
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -53,13 +57,16 @@ class Update:
         self.correction = correction.resolve_mode(rollout.importance_sampling, resolve_engine(rollout.engine))
         self.cap = rollout.importance_sampling_cap
         self.mismatch = correction.Mismatch(self.cap)  # a fresh one for each call
+        self.seconds: dict[str, float] = {}  # where this call's time went (see `_timed`)
 
     def __call__(self, episodes: list[Episode], step: int) -> dict[str, Any]:
         """Advantages, then the clipped loss over minibatches; returns the update's mean statistics."""
         device = self.accelerator.device
+        self.seconds = dict.fromkeys(("score_s", "forward_s", "backward_s", "optimizer_s"), 0.0)
         tensors = {k: v.to(device) for k, v in pad_episodes(episodes, self.pad_id).items()}
         rewards = torch.tensor([e.reward for e in episodes], device=device)
-        scored = self.score(episodes, tensors, rewards)
+        with self._timed("score_s"):
+            scored = self.score(episodes, tensors, rewards)
         advantages, returns = self.objective.advantages(scored)
         self.mismatch = correction.Mismatch(self.cap)
         if scored.old_logprobs is not None:  # every row was scored before the update: measure them all, once
@@ -84,7 +91,22 @@ class Update:
         stats["skipped_episodes"] = skipped / (iterations * n)
         stats["_trained_tokens"] = trained_tokens
         stats.update(self.mismatch_stats())
+        stats.update(self.seconds)
         return stats
+
+    @contextmanager
+    def _timed(self, key: str):
+        """Add the block's seconds to `self.seconds[key]`, logged as where the update's time went: score_s
+        (passes without gradient before the update), forward_s (with the loss), backward_s, optimizer_s
+        (clipping and the step). On a GPU the device is synchronised first, so that a phase is not
+        billed for the kernels of the one before."""
+        if self.accelerator.device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        yield
+        if self.accelerator.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.seconds[key] += time.perf_counter() - started
 
     def mismatch_stats(self) -> dict[str, float]:
         """The sampler-trainer mismatch of this update, over every process (`correction.Mismatch`).
@@ -186,16 +208,19 @@ class Update:
         for k, micro in enumerate(micros):
             sync = k == len(micros) - 1  # all-reduce gradients across processes only once per step
             with nullcontext() if sync else accelerator.no_sync(self.learner.model):
-                loss, stats = self._micro_loss(micro, scored, advantages, returns)
+                with self._timed("forward_s"):
+                    loss, stats = self._micro_loss(micro, scored, advantages, returns)
                 weight = float(mask_all[micro].sum()) if per_token else float(len(micro))
-                accelerator.backward(loss * weight / max(denominator, 1.0))
+                with self._timed("backward_s"):
+                    accelerator.backward(loss * weight / max(denominator, 1.0))
             ran += weight / max(denominator, 1.0)
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0.0) + value * weight / max(denominator, 1.0)
         for key in sums:  # the skipped rows' loss is exactly 0; the other statistics are over computed rows
             if key not in ("loss", "policy_loss"):
                 sums[key] /= max(ran, 1e-12)
-        return self._apply(sums, step)
+        with self._timed("optimizer_s"):
+            return self._apply(sums, step)
 
     def _apply(self, sums: dict[str, float], step: int) -> dict[str, float]:
         """Clip the accumulated gradient and step the optimizer, unless the loss is not a number."""
