@@ -119,15 +119,15 @@ def _shared_prompt_logits(model, input_ids: torch.Tensor, attention_mask: torch.
     """
     from ftkit.prefill import prefill
 
+    bare = _unwrapped(model)
+    if bare is None:
+        return None
     lengths = attention_mask.sum(dim=1)
     trains = loss_mask.bool().any(dim=1)
     starts = torch.where(trains, loss_mask.float().argmax(dim=1), lengths - 1)
     prompts = [tuple(row[:start]) for row, start in zip(input_ids.tolist(), starts.tolist())]
     if min(starts.tolist()) < 1 or (int(starts.sum()) - sum(map(len, set(prompts)))) * 4 < int(lengths.sum()):
         return None
-    # The prompts run through the bare model: under DistributedDataParallel, one wrapped forward per
-    # backward keeps its gradient hooks simple, and the gradients still flow back through the cache.
-    bare = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
     rows = prefill(bare, prompts, pad_id=0, device=input_ids.device)
     rest = lengths - starts
     columns = starts[:, None] + torch.arange(int(rest.max()), device=input_ids.device)
@@ -142,6 +142,18 @@ def _shared_prompt_logits(model, input_ids: torch.Tensor, attention_mask: torch.
         return out[:, :width]
 
     return logits, ids[:, 1:], place
+
+
+def _unwrapped(model):
+    """The model the prompts run through: a Hugging Face or peft model, bare. Under DistributedDataParallel
+    its inner module, so that one wrapped forward per backward keeps DDP's gradient hooks simple (the
+    gradients still flow back through the cache); None for any other wrapper (DeepSpeed's engine), whose
+    hooks may expect one forward per backward: such models take the plain pass."""
+    from peft import PeftModel
+    from transformers import PreTrainedModel
+
+    bare = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+    return bare if isinstance(bare, (PreTrainedModel, PeftModel)) else None
 
 
 def _first_trained_column(loss_mask: torch.Tensor | None) -> int:
