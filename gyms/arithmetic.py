@@ -20,7 +20,9 @@ OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul}
 OP_ALIASES = {"×": "*", "−": "-"}  # the multiplication sign and the Unicode minus, as people type them
 ANSWER_FORMATS = ("plain", "reversed")
 # equation: "12+34=", the first line must be the integer; question: "What is 12 + 34?", the last integer counts
-STYLES = {"equation": "first_line", "question": "last_number"}
+# question_brief: the question, then BRIEF_INSTRUCTION, as a person asks a chat model for a bare result
+STYLES = {"equation": "first_line", "question": "last_number", "question_brief": "last_number"}
+BRIEF_INSTRUCTION = " Answer with just the number."
 REVERSED_PREFIX = "rev "
 # Operands are drawn with numpy's int64 generator; 18 digits is the most that always fits.
 MAX_DIGITS = 18
@@ -28,8 +30,10 @@ MAX_TERMS = 8
 RESET_OPTIONS = ("op", "digits", "terms")
 # The longest problem: "rev ", MAX_TERMS operands, the operators between them, a pair of parentheses
 # around every operation but the outermost, and "=".
-# With style="question": "What is " and "?" instead of "=", and a space either side of each operator.
-MAX_PROBLEM_LENGTH = 4 + MAX_TERMS * MAX_DIGITS + (MAX_TERMS - 1) + 2 * (MAX_TERMS - 2) + 1 + 8 + 2 * (MAX_TERMS - 1)
+# With style="question": "What is " and "?" instead of "=", and a space either side of each operator
+# (question_brief: and the instruction after it).
+MAX_PROBLEM_LENGTH = (4 + MAX_TERMS * MAX_DIGITS + (MAX_TERMS - 1) + 2 * (MAX_TERMS - 2) + 1 + 8 + 2 * (MAX_TERMS - 1)
+                      + len(BRIEF_INSTRUCTION))
 
 # ASCII digits only: Python's `\d` also matches full-width and other scripts' digits ("５７９").
 _INTEGER = re.compile(r"-?[0-9]+")
@@ -139,7 +143,7 @@ class ArithmeticEnv(TextEnv):
 
     ## Observation Space
 
-    Text (printable ASCII, up to 190 characters): `"123+456="`, `"123-456="`, `"12*34="`, with
+    Text (printable ASCII, up to 219 characters): `"123+456="`, `"123-456="`, `"12*34="`, with
     `terms=4` `"(12+7)*3-4="`. With
     `answer_format="reversed"` the problem is prefixed with `"rev "` (`"rev 123+456="`), telling the
     player to write the result's digits least-significant first. With `style="question"` it is
@@ -171,10 +175,9 @@ class ArithmeticEnv(TextEnv):
       Default False.
     - `style`: "equation" (`123+456=`, the first line must be the integer) or "question"
       (`What is 123 + 456?`, the last integer in the answer counts: for chat models that answer in
-      their own words). Default "equation".
-    - `instruction`: with `style="question"`, text added after the question, e.g. "Answer with just
-      the number." (`"What is 12 + 34? Answer with just the number."`): how a person would ask a
-      chat model. It asks, it does not score: the last integer still counts. Default None.
+      their own words), or "question_brief" (`What is 123 + 456? Answer with just the number.`: how
+      a person asks a chat model for a bare result; it asks, it does not score, the last integer
+      still counts). Default "equation".
     - `render_mode`: None or "ansi".
 
     `reset(options={"op": "*", "digits": 5, "terms": 3})` pins the operator (every operator, when
@@ -189,8 +192,8 @@ class ArithmeticEnv(TextEnv):
 
     - v0: initial version. Later, still v0 because every default problem is unchanged: `terms` for
       longer expressions with parentheses, and the observation space's length raised from 64 to 168
-      characters to fit them (190 with `style`); `op_weights`; `partial_credit` (off by default); `style` (default
-      unchanged) for chat models; `instruction` (default None).
+      characters to fit them (190 with `style`, 219 with its brief form); `op_weights`; `partial_credit` (off by default); `style` (default
+      unchanged) for chat models, and its "question_brief" form.
     """
 
     has_oracle = True
@@ -205,12 +208,9 @@ class ArithmeticEnv(TextEnv):
         op_weights: Sequence[float] | None = None,
         partial_credit: bool = False,
         style: str = "equation",
-        instruction: str | None = None,
     ) -> None:
-        self.instruction = _check_instruction(instruction, style)
-        extra = len(self.instruction) + 1 if self.instruction else 0
         super().__init__(
-            render_mode=render_mode, max_observation_length=MAX_PROBLEM_LENGTH + extra, max_action_length=4096
+            render_mode=render_mode, max_observation_length=MAX_PROBLEM_LENGTH, max_action_length=4096
         )
         self.ops = _check_ops(ops)
         self.op_weights = _check_op_weights(op_weights, self.ops)
@@ -244,11 +244,9 @@ class ArithmeticEnv(TextEnv):
             value, problem = self._draw_long_problem(options)
         self._answer = format_answer(value, self.answer_format)
         prefix = REVERSED_PREFIX if self.answer_format == "reversed" else ""
-        if self.style == "question":  # operators spaced out: operands are >= 0, so every sign is one
+        if self.style != "equation":  # operators spaced out: operands are >= 0, so every sign is one
             spaced = re.sub(r"([-+*])", r" \1 ", problem)
-            obs = f"{prefix}What is {spaced}?"
-            if self.instruction:
-                obs = f"{obs} {self.instruction}"
+            obs = f"{prefix}What is {spaced}?" + BRIEF_INSTRUCTION * (self.style == "question_brief")
         else:
             obs = f"{prefix}{problem}="
         return obs, {"answer": self._answer, "difficulty": self._difficulty()}
@@ -361,22 +359,6 @@ def _check_op_weights(weights: Any, ops: tuple[str, ...]) -> tuple[float, ...] |
         raise GymError(f"op_weights must be non-negative numbers with a positive sum; got {list(weights)!r}")
     total = float(sum(weights))
     return tuple(float(w) / total for w in weights)
-
-
-MAX_INSTRUCTION_LENGTH = 200
-
-
-def _check_instruction(instruction: Any, style: Any) -> str | None:
-    """`instruction` is printable ASCII text of at most 200 characters, for `style="question"` only."""
-    if instruction is None:
-        return None
-    if style != "question":
-        raise GymError('instruction is added after a question: it needs style="question"')
-    if (not isinstance(instruction, str) or not instruction.isascii() or not instruction.isprintable()
-            or not 0 < len(instruction) <= MAX_INSTRUCTION_LENGTH):
-        raise GymError(f"instruction must be printable ASCII text of 1 to {MAX_INSTRUCTION_LENGTH} characters; "
-                       f"got {instruction!r}")
-    return instruction
 
 
 def _check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
