@@ -17,7 +17,7 @@ def _error_line(capsys) -> str:
 
 def test_short_form_runs_the_shipped_recipe_with_flags_as_overrides():
     recipe = recipe_from_args(None, [], gym="arithmetic")
-    assert recipe.name == "grpo_arithmetic" and recipe.gym.kwargs["ops"] == ["-"]
+    assert recipe.name == "grpo_arithmetic" and recipe.gym.kwargs["ops"] == ["+", "-"]
     assert recipe.model.name == "runs/gpt2_math_subtract/model"
     ppo = recipe_from_args(None, ["train.max_steps=7"], gym="arithmetic", algo="ppo", model="some/folder")
     assert (ppo.name, ppo.algo, ppo.model.name, ppo.train.max_steps) == ("ppo_arithmetic", "ppo", "some/folder", 7)
@@ -36,7 +36,8 @@ def test_every_shipped_rl_recipe_validates():
     from ftkit.rl.config import load_rl_recipe
 
     names = sorted(p.name for p in Path("recipes").glob("*_*.yaml") if "algo" in yaml.safe_load(p.read_text()))
-    assert names == ["dapo_arithmetic.yaml", "grpo_arithmetic.yaml", "grpo_guess_number.yaml", "grpo_smollm2_math.yaml",
+    assert names == ["dapo_arithmetic.yaml", "grpo_arithmetic.yaml", "grpo_guess_number.yaml", "grpo_smollm2_guess_number.yaml",
+                     "grpo_smollm2_math.yaml",
                      "gspo_arithmetic.yaml", "ppo_arithmetic.yaml", "reinforce_plus_plus_arithmetic.yaml",
                      "rloo_arithmetic.yaml"]
     for name in names:
@@ -45,6 +46,7 @@ def test_every_shipped_rl_recipe_validates():
         # Arithmetic starts after the stage that half-teaches subtraction; guess_number from the flagship;
         # SmolLM2 from the hub id, with the packaged GGUF of the same model as its offline fallback.
         expected = {"grpo_smollm2_math.yaml": "HuggingFaceTB/SmolLM2-135M-Instruct",
+                    "grpo_smollm2_guess_number.yaml": "HuggingFaceTB/SmolLM2-135M-Instruct",
                     "grpo_guess_number.yaml": "runs/gpt2_math/model"}.get(name, "runs/gpt2_math_subtract/model")
         assert recipe.model.name == expected
         if "smollm2" in name:
