@@ -90,7 +90,9 @@ def jobs(args: argparse.Namespace) -> list[dict]:
     for gym in ("arithmetic",) + (() if args.skip_guess_number else ("guess_number",)):
         for objective in args.algos:
             algo, recipe, extra = OBJECTIVES[objective]
-            start = [f"model.name={args.model}"] if gym == "arithmetic" else []  # guess_number: its recipe's
+            # Every objective on subtraction alone (recipes/grpo_arithmetic.yaml now trains the mix), so that
+            # the table compares like with like; guess_number starts from its recipe's model.
+            start = [f"model.name={args.model}", "gym.kwargs.ops=[-]"] if gym == "arithmetic" else []
             out.append({"objective": objective, "gym": gym, "name": f"{objective}_{gym}",
                         "recipe": recipe if gym == "arithmetic" else "grpo_guess_number.yaml",
                         "overrides": [*start, f"algo={algo}", *extra]})
