@@ -65,6 +65,8 @@ def test_algo_dapo_is_grpo_with_the_papers_settings_unless_the_recipe_says_other
                              "train.mask_truncated_completions=false"])
     assert mine.train.epsilon_high == 0.3 and not mine.rollout.dynamic_filtering
     assert not mine.train.mask_truncated_completions
+    wider = recipe(overrides=["train.epsilon=0.3"])  # epsilon_high follows a recipe's own epsilon, as in TRL
+    assert (wider.train.epsilon, wider.train.epsilon_high) == (0.3, None)
     a_la_carte = recipe("grpo", ["train.epsilon_high=0.28", "rollout.dynamic_filtering=true"])
     assert a_la_carte.train.epsilon_high == 0.28 and a_la_carte.rollout.dynamic_filtering
 
@@ -77,6 +79,7 @@ def test_algo_dapo_is_grpo_with_the_papers_settings_unless_the_recipe_says_other
     ("grpo", ["rollout.overlong_buffer_len=16"], "must be less than rollout.max_completion_length (16)"),
     ("grpo", ["rollout.overlong_penalty_factor=2"], "needs rollout.overlong_buffer_len > 0"),
     ("grpo", ["train.epsilon_high=-1"], "epsilon_high"),
+    ("dapo", ["train.epsilon_high=0.1"], "train.epsilon_high (0.1) is below train.epsilon (0.2)"),
 ])
 def test_bad_dapo_settings_are_one_line(algo, overrides, expected):
     with pytest.raises(ConfigError) as caught:

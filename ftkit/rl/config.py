@@ -148,6 +148,16 @@ class RLTrainSection(Section):
                              'TRL): use "constant_with_warmup"')
         return self
 
+    @model_validator(mode="after")
+    def _clip_higher_is_not_lower(self) -> RLTrainSection:
+        # Clip-higher widens the upper clip range; below epsilon it would clip improving tokens sooner
+        # than the lower range clips worsening ones, the opposite of what DAPO's key is for.
+        if self.epsilon_high is not None and self.epsilon_high < self.epsilon:
+            raise ValueError(f"train.epsilon_high ({self.epsilon_high:g}) is below train.epsilon ({self.epsilon:g}): "
+                             "it widens the upper clip range (DAPO: 0.28 with epsilon 0.2), so it must be at least "
+                             "epsilon")
+        return self
+
 
 class CurriculumSection(Section):
     option: str = Field(description="The gym's reset option that sets difficulty (digits, max_number...).")
@@ -184,7 +194,7 @@ GROUP_ALGOS = ("grpo", "rloo", "dapo", "gspo", "reinforce_plus_plus_baseline")
 # together or not at all: a recipe that sets epsilon keeps epsilon_high = epsilon, as in TRL.
 ALGO_DEFAULTS: dict[str, dict[str, list[dict[str, Any]]]] = {
     # Yu et al. 2025: clip-higher, dynamic sampling, overlong filtering (the token-level loss is the default)
-    "dapo": {"train": [{"epsilon_high": 0.28}, {"mask_truncated_completions": True}],
+    "dapo": {"train": [{"epsilon": 0.2, "epsilon_high": 0.28}, {"mask_truncated_completions": True}],
              "rollout": [{"dynamic_filtering": True}]},
     # Zheng et al. 2025: a sequence's ratio stays close to 1, hence clip ranges of 3e-4 and 4e-4; the loss is a
     # mean over sequences (TRL's advice for GSPO: a token mean would weigh each sequence by its length)
