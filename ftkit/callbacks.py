@@ -13,52 +13,33 @@ import time
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from transformers import TrainerCallback
 
 from ftkit.errors import TrainingError
+from ftkit.progress import StepProgress
+from ftkit.progress import progress_bar as progress_bar  # re-exported: its home was here
 from ftkit.runs import MetricsLog
 
 
-def progress_bar(console: Console, label: str) -> Progress:
-    """The bar SFT and RL share: steps done, a `stats` text field, time spent and left.
-
-    Off when the console is not a terminal (CI logs, pipes): the trainers print a line per log instead.
-    """
-    return Progress(
-        TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
-        console=console, transient=False, disable=not console.is_terminal,
-    )
-
-
 class ProgressCallback(TrainerCallback):
-    """A rich progress bar with loss, tokens/s and time left; plain log lines when not on a terminal."""
+    """A rich progress bar with loss, tokens/s and time left; off a terminal, a plain line at most every
+    FTKIT_PROGRESS_SECONDS (`ftkit.progress`), so a long run's log stays readable."""
 
     def __init__(self, console: Console | None = None):
         self.console = console or Console(stderr=True)
-        self.progress: Progress | None = None
-        self.task = None
+        self.progress: StepProgress | None = None
         self.tokens_per_s = 0.0
         self._last: tuple[float, float] | None = None  # (time, cumulative tokens) at the last log
 
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:  # one bar for a multi-process run, from the main process
             return
-        self.progress = progress_bar(self.console, "train")
+        self.progress = StepProgress(self.console, "train", total=state.max_steps, done=state.global_step)
         self.progress.start()
-        self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, stats="")
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.progress is not None:
-            self.progress.update(self.task, completed=state.global_step)
+            self.progress.update(state.global_step)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
@@ -69,10 +50,7 @@ class ProgressCallback(TrainerCallback):
             self._last = (now, tokens)
         if "loss" not in logs or self.progress is None:
             return
-        stats = f"loss {logs['loss']:.4f}  {self.tokens_per_s:,.0f} tok/s"
-        self.progress.update(self.task, stats=stats)
-        if not self.console.is_terminal:  # CI logs, pipes: one line per logging step
-            self.console.print(f"step {state.global_step}/{state.max_steps}  {stats}", highlight=False)
+        self.progress.update(state.global_step, f"loss {logs['loss']:.4f}  {self.tokens_per_s:,.0f} tok/s")
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.progress is not None:

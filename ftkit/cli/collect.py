@@ -226,6 +226,7 @@ def _cmd_rollouts(args: argparse.Namespace) -> int:
 
     from data_tools.collect import gym_version
     from ftkit.collect import RolloutOptions, rollouts
+    from ftkit.progress import StepProgress
     from ftkit.vllm_engine import resolve_engine
 
     started = _start(args)
@@ -241,8 +242,10 @@ def _cmd_rollouts(args: argparse.Namespace) -> int:
     progress, progress_command = _claim_progress(args.out, started[0])
     console = Console(stderr=True, highlight=False)
     t0 = time.perf_counter()
-    rows = rollouts(spec, args.model, options, progress_file=progress,
-                    on_chunk=lambda done, n: console.print(f"  {done}/{n} problems played"))
+    # A bar on a terminal; in a log, a line every FTKIT_PROGRESS_SECONDS rather than one per chunk.
+    with StepProgress(console, "collect", total=options.n, line="  {done}/{total} problems played  {stats}") as bar:
+        rows = rollouts(spec, args.model, options, progress_file=progress,
+                        on_chunk=lambda done, n: bar.update(done, f"{time.perf_counter() - t0:.0f}s"))
     seconds = time.perf_counter() - t0
     solved = sum(bool(r["solved"]) for r in rows) / len(rows)
     console.print(f"{len(rows):,} trajectories in {seconds:.1f}s ({len(rows) / seconds:.1f}/s this run); "

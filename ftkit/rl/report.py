@@ -184,15 +184,13 @@ def _heldout(start: dict[str, Any] | None, result: EvalResult | None) -> dict[st
 
 
 class Progress:
-    """A rich progress bar with reward and success rate; plain lines when not on a terminal."""
+    """A rich progress bar with reward and success rate; off a terminal, a plain line at most every
+    FTKIT_PROGRESS_SECONDS and the last step's (`ftkit.progress.StepProgress`)."""
 
     def __init__(self, console: Console, total: int, done: int):
-        from ftkit.callbacks import progress_bar
+        from ftkit.progress import StepProgress
 
-        self.console = console
-        self.progress = progress_bar(console, "rl")
-        self.task = self.progress.add_task("rl", total=total, completed=done, stats="")
-        self.total = total
+        self.progress = StepProgress(console, "rl", total=total, done=done)
 
     def __enter__(self):
         self.progress.start()
@@ -202,11 +200,8 @@ class Progress:
         self.progress.stop()
 
     def update(self, step: int, stats: dict[str, Any]) -> None:
-        text = (f"reward {stats['reward_mean']:.3f}  solved {stats['success_rate']:.0%}  "
-                f"{stats['rollout_tokens_per_s']:,.0f} rollout tok/s")
-        self.progress.update(self.task, completed=step, stats=text)
-        if not self.console.is_terminal:
-            self.console.print(f"step {step}/{self.total}  {text}", highlight=False)
+        self.progress.update(step, f"reward {stats['reward_mean']:.3f}  solved {stats['success_rate']:.0%}  "
+                                   f"{stats['rollout_tokens_per_s']:,.0f} rollout tok/s")
 
 
 def episode_stats(batch: RolloutBatch, group_size: int) -> dict[str, Any]:
