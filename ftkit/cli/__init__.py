@@ -9,8 +9,9 @@
     ftkit gym check arithmetic                             # list | play | new | check text gyms
     ftkit collect demos --gym arithmetic --n 1000 --out data/arith_demos   # datasets with a card
     ftkit data show recipes/gpt2_math.yaml --n 3           # the ids SFT trains on, trained tokens marked
+    ftkit runs                                             # the run folders in runs/, newest first
 
-Each module (`sft`, `rl`, `eval_cmd`, `export`, `serve`, `gym`, `collect`, `data`) has `add_commands(subparsers)`,
+Each module (`sft`, `rl`, `eval_cmd`, `export`, `serve`, `gym`, `collect`, `data`, `runs`) has `add_commands(subparsers)`,
 which registers its subcommand(s), and handlers that unpack the parsed arguments into a call of the
 library with plain arguments: no library function takes an `argparse.Namespace`.
 
@@ -40,11 +41,11 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The `ftkit` parser: each command module adds its subcommands, in the order `ftkit --help` lists them."""
-    from ftkit.cli import collect, data, eval_cmd, export, gym, rl, serve, sft
+    from ftkit.cli import collect, data, eval_cmd, export, gym, rl, runs, serve, sft
 
     parser = _Parser(prog="ftkit", description="Fine-tune language models and train them with RL on text gyms.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for module in (sft, rl, eval_cmd, export, serve, gym, collect, data):
+    for module in (sft, rl, eval_cmd, export, serve, gym, collect, data, runs):
         module.add_commands(sub)
     return parser
 
