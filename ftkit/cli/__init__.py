@@ -10,8 +10,9 @@
     ftkit collect demos --gym arithmetic --n 1000 --out data/arith_demos   # datasets with a card
     ftkit data show recipes/gpt2_math.yaml --n 3           # the ids SFT trains on, trained tokens marked
     ftkit runs                                             # the run folders in runs/, newest first
+    ftkit report runs/grpo_arithmetic                      # an HTML page: curves, accuracy, episodes
 
-Each module (`sft`, `rl`, `eval_cmd`, `export`, `serve`, `gym`, `collect`, `data`, `runs`) has `add_commands(subparsers)`,
+Each module (`sft`, `rl`, `eval_cmd`, `export`, `serve`, `gym`, `collect`, `data`, `runs`, `report`) has `add_commands(subparsers)`,
 which registers its subcommand(s), and handlers that unpack the parsed arguments into a call of the
 library with plain arguments: no library function takes an `argparse.Namespace`.
 
@@ -41,11 +42,11 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The `ftkit` parser: each command module adds its subcommands, in the order `ftkit --help` lists them."""
-    from ftkit.cli import collect, data, eval_cmd, export, gym, rl, runs, serve, sft
+    from ftkit.cli import collect, data, eval_cmd, export, gym, report, rl, runs, serve, sft
 
     parser = _Parser(prog="ftkit", description="Fine-tune language models and train them with RL on text gyms.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for module in (sft, rl, eval_cmd, export, serve, gym, collect, data, runs):
+    for module in (sft, rl, eval_cmd, export, serve, gym, collect, data, runs, report):
         module.add_commands(sub)
     return parser
 

@@ -15,11 +15,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ftkit.errors import FtkitError
 from ftkit.runs import write_text_atomic
 
 REPORT_FILE = "report.html"
+# An evaluation's record in metrics.jsonl holds each difficulty group's accuracy under this prefix, so the page
+# can show accuracy by difficulty from the first evaluation to the last (and trackers plot each group).
+BY_DIFFICULTY = "heldout_accuracy/"
+
+
+def difficulty_fields(by_difficulty: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """{"heldout_accuracy/digits=2 op=+": 0.75, ...} from `EvalResult.by_difficulty`, for a metrics record."""
+    return {f"{BY_DIFFICULTY}{group}": g["accuracy"] for group, g in by_difficulty.items()}
 
 
 def write_report(folders: Sequence[str | Path], out: str | Path | None = None) -> Path:

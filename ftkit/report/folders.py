@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from ftkit.errors import FtkitError
+from ftkit.report import BY_DIFFICULTY
 from ftkit.report.episodes import dataset_items, trajectory_items
 
 # A curve keeps at most this many points (evenly spaced, the last one always): a browser draws 5,000 in
@@ -25,8 +26,6 @@ from ftkit.report.episodes import dataset_items, trajectory_items
 MAX_POINTS = 5000
 # Metric records that carry no curve.
 NOT_CURVES = {"step", "epoch", "time_s", "episodes", "problems_drawn"}
-# Held-out accuracy of each difficulty group sits in an evaluation's record as "heldout_accuracy/<group>".
-BY_DIFFICULTY = "heldout_accuracy/"
 WARNINGS_FILE = "warnings.jsonl"
 SUMMARY_FIELDS = ("model", "requested_model", "method", "algo", "gym", "steps", "episodes", "heldout_accuracy_start",
                   "heldout_accuracy_end", "eval_accuracy", "eval_n", "reward_mean_last10", "wall_time_s",
