@@ -132,3 +132,16 @@ def test_only_the_ends_of_a_large_metrics_file_are_read(tmp_path, monkeypatch):
     monkeypatch.setattr(run_list, "READ_BUDGET", 50_000)
     info = list_runs(tmp_path / "runs")[0]
     assert info.steps == 4999 and info.heldout_accuracy_end is None
+
+
+def test_a_reward_model_run_shows_its_pairwise_accuracy(tmp_path):
+    """As `ftkit rm` writes it (ftkit/preference.py): one pairwise_accuracy record, at the end."""
+    run = tmp_path / "runs" / "rm_tiny"
+    run.mkdir(parents=True)
+    (run / "recipe.yaml").write_text("name: rm_tiny\nkind: rm\nmethod: lora\nmodel: {name: scratch:tiny}\ntrain: {}\n")
+    (run / "metrics.jsonl").write_text('{"step": 1, "loss": 0.7}\n{"step": 2, "pairwise_accuracy": 0.75}\n')
+    (run / "summary.json").write_text(json.dumps({"model": "scratch:tiny", "method": "lora", "eval_accuracy": 0.75,
+                                                  "steps": 2, "train_runtime_s": 1.5}))
+    info = list_runs(tmp_path / "runs")[0]
+    assert (info.kind, info.method, info.steps, info.max_steps, info.wall_time_s) == ("rm", "lora", 2, None, 1.5)
+    assert (info.heldout_accuracy_start, info.heldout_accuracy_end, info.heldout_accuracy_end_step) == (None, 0.75, 2)
