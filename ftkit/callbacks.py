@@ -17,7 +17,6 @@ from transformers import TrainerCallback
 
 from ftkit.errors import TrainingError
 from ftkit.progress import StepProgress
-from ftkit.progress import progress_bar as progress_bar  # re-exported: its home was here
 from ftkit.runs import MetricsLog
 
 
