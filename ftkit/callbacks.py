@@ -97,10 +97,13 @@ class HeldoutAccuracyCallback(TrainerCallback):
     distributed run stops at the same step.
     """
 
-    def __init__(self, every_steps: int, score_fn, log: MetricsLog, stop_when=(), console: Console | None = None):
+    def __init__(self, every_steps: int, score_fn, log: MetricsLog, stop_when=(), console: Console | None = None,
+                 after=None):
         self.every_steps = every_steps
-        # model -> (accuracy on all scored problems, {label: accuracy} for each stop condition's label)
+        # model -> (accuracy on all scored problems, {label: accuracy} for each stop condition's label), and
+        # optionally a third item: more fields for the record (each difficulty group's accuracy)
         self.score_fn = score_fn
+        self.after = after  # called once an evaluation is logged (SFT rewrites report.html)
         self.log = log
         self.stop_when = list(stop_when)  # ftkit.config.StopCondition
         self.console = console or Console(stderr=True, highlight=False)
@@ -112,12 +115,15 @@ class HeldoutAccuracyCallback(TrainerCallback):
             return
         stop = False
         if state.is_world_process_zero:
-            accuracy, watched = self.score_fn(model)
+            accuracy, watched, *more = self.score_fn(model)
+            fields = more[0] if more else {}
             self.log.append({"step": state.global_step, "epoch": state.epoch, "heldout_accuracy": accuracy,
-                             **{f"heldout_accuracy {label}": a for label, a in watched.items()}})
+                             **{f"heldout_accuracy {label}": a for label, a in watched.items()}, **fields})
             stop = bool(self.stop_when) and all(a >= c.min_accuracy for c, a in zip(self.stop_when, watched.values()))
             if stop:
                 self._announce_stop(state.global_step, watched)
+            if self.after is not None:
+                self.after()
         if self.stop_when and _share_from_main(stop):
             control.should_training_stop = True
 

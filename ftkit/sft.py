@@ -39,6 +39,8 @@ from ftkit.models import (
     resolve_model,
 )
 from ftkit.plots import plot_run
+from ftkit.report import difficulty_fields
+from ftkit.report import refresh as refresh_report
 from ftkit.runs import (
     MetricsLog,
     TrainingData,
@@ -191,7 +193,8 @@ class SFTRun:
         if self.recipe.eval.every_steps and self.heldout:
             self.heldout_callback = callbacks.HeldoutAccuracyCallback(
                 self.recipe.eval.every_steps, self._quick_heldout_accuracy, self.metrics,
-                stop_when=self.recipe.eval.stop_when, console=self.console)
+                stop_when=self.recipe.eval.stop_when, console=self.console,
+                after=lambda: refresh_report(self.run_dir, self.console))  # reloading the page shows it
             extra_callbacks.append(self.heldout_callback)
         self.trainer = trainer_class(
             model=self.model,
@@ -336,12 +339,14 @@ class SFTRun:
         result = score_completions(self.eval_gym, self.heldout, completions, ev.samples)
         write_json_atomic(self.run_dir / "eval.json", result.to_dict())
         write_text_atomic(self.run_dir / "samples.md", samples_markdown(result))
-        self.metrics.append({"step": self.trainer.state.global_step, "heldout_accuracy": result.accuracy})
+        self.metrics.append({"step": self.trainer.state.global_step, "heldout_accuracy": result.accuracy,
+                             **difficulty_fields(result.by_difficulty)})
         return result
 
-    def _quick_heldout_accuracy(self, model) -> tuple[float, dict[str, float]]:
-        """Accuracy on the first `eval.during_training_n` held-out problems, and on the difficulty that each
-        of `eval.stop_when`'s conditions watches (labelled like eval.json's groups, e.g. "op=-")."""
+    def _quick_heldout_accuracy(self, model) -> tuple[float, dict[str, float], dict[str, float]]:
+        """Accuracy on the first `eval.during_training_n` held-out problems, on the difficulty that each
+        of `eval.stop_when`'s conditions watches (labelled like eval.json's groups, e.g. "op=-"), and on
+        each difficulty group (as metrics.jsonl fields)."""
         ev = self.recipe.eval
         problems = self.heldout[: ev.during_training_n]
         completions = generate(model, self.tokenizer, self._prompt_ids(problems),
@@ -352,7 +357,7 @@ class SFTRun:
             pairs = [(p, c) for p, c in zip(problems, completions) if _has_difficulty(p, condition.difficulty)]
             part = score_completions(self.eval_gym, [p for p, _ in pairs], [c for _, c in pairs], samples=0)
             watched[difficulty_key(condition.difficulty)] = part.accuracy
-        return result.accuracy, watched
+        return result.accuracy, watched, difficulty_fields(result.by_difficulty)
 
     def _prompt_ids(self, problems: list[dict[str, Any]]) -> list[list[int]]:
         """Held-out prompts as the model was trained on them: chat and system prompt from the eval gym."""
@@ -391,6 +396,9 @@ class SFTRun:
         }
         write_json_atomic(self.run_dir / "summary.json", summary)
         self._print_summary(summary, result)
+        page = refresh_report(self.run_dir, self.console)  # last: the page shows summary.json too
+        if page:
+            self.console.print(f"report: {page}  (open it in a browser; no network needed)")
         return summary
 
     def _print_summary(self, summary: dict[str, Any], result: EvalResult | None) -> None:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from rich.console import Console
 
+from ftkit.report import difficulty_fields
+from ftkit.report import refresh as refresh_report
 from ftkit.rl import algorithms as alg
 from ftkit.rl.advice import REPEAT_EVERY, SAMPLER_START, accuracy_drop, advise, sampler_mismatch
 from ftkit.rl.checkpoint import weights_name
@@ -39,6 +41,7 @@ class Report:
         self.is_main = accelerator.is_main_process
         self.run_dir = recipe.run_dir
         self.metrics = MetricsLog(recipe.run_dir / "metrics.jsonl")
+        self.warnings = MetricsLog(recipe.run_dir / "warnings.jsonl")  # as printed, for report.html
         self.warned: dict[str, int] = {}  # advice key -> the step it was last printed at
         self.eval_history: list[float] = []  # held-out accuracy at each evaluation
         self.sampler_kl_start: list[float] = []  # the sampler mismatch of the first steps: a drift's baseline
@@ -65,7 +68,7 @@ class Report:
         for key, message in [*advise(stats, self.objective.compares_groups), *self._sampler_advice(stats)]:
             if step - self.warned.get(key, -REPEAT_EVERY) >= REPEAT_EVERY:
                 self.warned[key] = step
-                self.console.print(f"[yellow]warning (step {step}):[/] {message}")
+                self._warn(step, key, message)
         self._write_samples(step, batch)
 
     def _sampler_advice(self, stats: dict[str, Any]) -> list[tuple[str, str]]:
@@ -88,17 +91,23 @@ class Report:
 
     def log_eval(self, step: int, result: EvalResult) -> None:
         """A held-out evaluation: metrics.jsonl, a warning if accuracy fell, and one line on the console."""
-        record = {"step": step, "heldout_accuracy": result.accuracy}
+        record = {"step": step, "heldout_accuracy": result.accuracy, **difficulty_fields(result.by_difficulty)}
         if result.mean_turns is not None:
             record["heldout_mean_turns"] = result.mean_turns
             record["heldout_turns_to_solve"] = result.turns_to_solve
         self.metrics.append(record)
         warning = accuracy_drop(self.eval_history, result.accuracy)
         if warning:
-            self.console.print(f"[yellow]warning (step {step}):[/] {warning}")
+            self._warn(step, "accuracy_drop", warning)
         self.eval_history.append(result.accuracy)
         turns = f", {result.mean_turns:.2f} turns per episode" if result.mean_turns is not None else ""
         self.console.print(f"step {step}: held-out accuracy {result.accuracy:.1%} ({result.correct}/{result.n}){turns}")
+        refresh_report(self.run_dir, self.console)  # a page kept open shows this evaluation when reloaded
+
+    def _warn(self, step: int, key: str, message: str) -> None:
+        """A warning on the console and in warnings.jsonl, where report.html reads it."""
+        self.console.print(f"[yellow]warning (step {step}):[/] {message}")
+        self.warnings.append({"step": step, "key": key, "message": message})
 
     def state_dict(self) -> dict[str, Any]:
         return {"eval_history": self.eval_history, "warned": self.warned, "sampler_kl_start": self.sampler_kl_start}
@@ -111,6 +120,7 @@ class Report:
         self.sampler_kl_start = list(state.get("sampler_kl_start", []))
         if self.is_main:
             self.metrics.truncate_after(step)
+            self.warnings.truncate_after(step)
             if (self.run_dir / "trajectories.jsonl").is_file():
                 MetricsLog(self.run_dir / "trajectories.jsonl").truncate_after(step)
 
@@ -149,6 +159,8 @@ class Report:
             "resumed": resumed,
         }
         write_json_atomic(self.run_dir / "summary.json", summary)
+        page = refresh_report(self.run_dir, self.console)  # last: the page shows summary.json too
+        summary["report"] = str(page) if page else None
         self._print_summary(summary)
         return summary
 
@@ -167,6 +179,8 @@ class Report:
                 f"{s['rollout_tokens_per_s'] or 0:,.0f} tokens/s, training {s['train_tokens_per_s'] or 0:,.0f} tokens/s")
         c.print(f"model: {s['model_dir']}   curves: {', '.join(s['plots'])}")
         c.print(f"run folder: {self.run_dir}  (summary.json, metrics.jsonl, samples.md, trajectories.jsonl)")
+        if s["report"]:
+            c.print(f"report: {s['report']}  (open it in a browser; no network needed)")
 
 
 def _heldout(start: dict[str, Any] | None, result: EvalResult | None) -> dict[str, Any]:
