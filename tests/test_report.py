@@ -59,7 +59,7 @@ def letter_gym():
         gymnasium.registry.pop(gym_id, None)
 
 
-def tiny_rl_run(folder: Path, **train) -> dict:
+def tiny_rl_run(folder: Path, resume: bool = False, **train) -> dict:
     """Four GRPO steps of scratch:tiny on the letter gym, evaluated at steps 0, 2 and 4 (a few seconds)."""
     from ftkit.rl import trainer
     from ftkit.rl.config import load_rl_recipe
@@ -73,7 +73,7 @@ def tiny_rl_run(folder: Path, **train) -> dict:
         "eval": {"n": 8, "every_steps": 2, "max_new_tokens": 3, "samples": 4},
     }
     with letter_gym():
-        return trainer.main(load_rl_recipe(None, base=recipe))
+        return trainer.main(load_rl_recipe(None, base=recipe), resume=resume)
 
 
 def page_data(path: Path) -> dict:
@@ -119,15 +119,23 @@ def test_rl_rewrites_the_report_at_each_evaluation_and_at_the_end(tmp_path, monk
 
 
 def test_rl_warnings_are_kept_for_the_report(tmp_path, monkeypatch):
-    """A warning printed on the console lands in warnings.jsonl and in the page; a resume cuts it back."""
+    """A warning printed on the console lands in warnings.jsonl and in the page; a resume cuts it back to
+    its checkpoint, so what the steps after it warn is not written twice."""
     from ftkit.rl import report as rl_report
 
     monkeypatch.setattr(rl_report, "advise", lambda stats, groups: [("kl", f"advice at reward {stats['reward_mean']}")])
-    tiny_rl_run(tmp_path / "rl")
-    lines = [json.loads(line) for line in (tmp_path / "rl" / "warnings.jsonl").read_text().splitlines()]
+    tiny_rl_run(tmp_path / "rl", save_steps=2)
+    warnings = tmp_path / "rl" / "warnings.jsonl"
+    lines = [json.loads(line) for line in warnings.read_text().splitlines()]
     assert [w["step"] for w in lines if w["key"] == "kl"] == [1]  # then quiet for REPEAT_EVERY steps
     shown = page_data(tmp_path / "rl" / "report.html")["runs"][0]["warnings"]
     assert shown == lines and shown[0]["message"].startswith("advice at reward")
+    monkeypatch.setattr(rl_report, "advise", lambda stats, groups: [("clip", f"at step {stats['reward_mean']}")])
+    tiny_rl_run(tmp_path / "rl", resume=True, save_steps=2)  # from checkpoint-2: steps 3 and 4 again
+    again = [json.loads(line) for line in warnings.read_text().splitlines()]
+    assert again[: len([w for w in lines if w["step"] <= 2])] == [w for w in lines if w["step"] <= 2]
+    assert [w["step"] for w in again if w["key"] == "clip"] == [3] and [w for w in again if w["step"] > 2 and
+                                                                       w["key"] == "kl"] == []
 
 
 def test_sft_rewrites_the_report_at_each_evaluation_and_at_the_end(tiny_recipe, monkeypatch):

@@ -29,6 +29,7 @@ def _assets() -> dict[str, str]:
 
 def render(runs: list[dict[str, Any]]) -> str:
     """The page for `runs` (each from `ftkit.report.folders.read_folder`)."""
+    runs = _distinct_names(runs)
     payload = {"generated": time.time(), "runs": runs, "diff": recipe_diff(runs) if len(runs) > 1 else []}
     a = _assets()
     parts = {
@@ -42,6 +43,16 @@ def render(runs: list[dict[str, Any]]) -> str:
         page = page[:at] + text + page[at + len(marker):]
         start = at + len(text)
     return page
+
+
+def _distinct_names(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Runs that share a name (a copied folder, the same recipe twice) are told apart by their folders."""
+    names = [r["name"] for r in runs]
+    if len(set(names)) == len(names):
+        return runs
+    folders = [Path(r["path"]).name for r in runs]
+    labels = folders if len(set(folders)) == len(folders) else [r["path"] for r in runs]
+    return [{**r, "name": label} for r, label in zip(runs, labels)]
 
 
 def embed_json(obj: Any) -> str:

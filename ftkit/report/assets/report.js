@@ -384,8 +384,10 @@
     }
   }
 
-  function keyValues(obj) {
-    return el("table", {}, el("tbody", {}, Object.entries(obj).map(([k, v]) => el("tr", {}, [el("th", { class: "mono", text: k }), el("td", { class: "mono", text: fmt(v) })]))));
+  // Recipe values as written (0.0005, not 5.00e-4): they are settings to copy, not measurements.
+  const raw = (v) => (v === null || v === undefined ? "(unset)" : String(v));
+  function keyValues(obj, show) {
+    return el("table", {}, el("tbody", {}, Object.entries(obj).map(([k, v]) => el("tr", {}, [el("th", { class: "mono", text: k }), el("td", { class: "mono", text: (show || fmt)(v) })]))));
   }
 
   function recipe() {
@@ -394,11 +396,11 @@
       box.appendChild(el("h3", { text: DATA.diff.length ? "Keys that differ between the runs" : "The runs' recipes are the same" }));
       if (DATA.diff.length) {
         box.appendChild(el("table", { id: "recipe-diff" }, [el("thead", {}, el("tr", {}, [el("th", { text: "key" })].concat(RUNS.map((r, i) => el("th", {}, [swatch(i), r.name]))))),
-          el("tbody", {}, DATA.diff.map((d) => el("tr", {}, [el("td", { class: "mono", text: d.key })].concat(d.values.map((v) => el("td", { class: "mono", text: v === null || v === undefined ? "(unset)" : fmt(v) }))))))]));
+          el("tbody", {}, DATA.diff.map((d) => el("tr", {}, [el("td", { class: "mono", text: d.key })].concat(d.values.map((v) => el("td", { class: "mono", text: raw(v) }))))))]));
       }
     }
     RUNS.forEach((r, i) => box.appendChild(el("details", { open: multi ? null : "" }, [el("summary", {}, [swatch(i),
-      (r.kind === "dataset" ? "provenance of " : "resolved recipe of ") + r.name + " (recipe.yaml, flattened)"]), keyValues(r.recipe)])));
+      (r.kind === "dataset" ? "provenance of " : "resolved recipe of ") + r.name + " (recipe.yaml, flattened)"]), keyValues(r.recipe, raw)])));
   }
 
   function environment() {
