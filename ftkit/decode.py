@@ -14,6 +14,10 @@ CPU that costs as much as the forward pass itself, and a GRPO batch shows it eve
   still going (`generate` keeps feeding finished rows padding). A finished row still draws its random
   numbers, which is what keeps the other rows on `generate`'s random stream.
 
+Its random numbers come from torch's global generator, as `generate`'s do, or from the `torch.Generator`
+in `params.generator`: asynchronous RL rollouts sample in a background thread while the training thread
+uses the global one, so each step's batch draws from a generator of its own (`ftkit/rl/async_rollout.py`).
+
 It returns what the engine reads from `generate`: the new tokens (padding after a row's end) and the
 log-probability of each under the distribution it was sampled from. `unsupported(model)` says when it
 would sample something else than `generate`; the engine then calls `generate`.
@@ -72,7 +76,7 @@ def _decode(model, rows: CachedRows, params, stops: torch.Tensor, pad_id: int, t
     tokens = torch.full((batch, steps), pad_id, dtype=torch.long, device=device)
     logprobs = torch.full((batch, steps), float("nan"), device=device) if params.logprobs else None
     active = torch.arange(batch, device=device)  # the rows still going, as indices into the batch
-    picker = _Picker(params, batch)
+    picker = _Picker(params, batch, getattr(params, "generator", None))
     logits = rows.last_logits
     for step in range(steps):
         scores = picker.scores(logits)
@@ -96,9 +100,10 @@ def _decode(model, rows: CachedRows, params, stops: torch.Tensor, pad_id: int, t
 class _Picker:
     """Turns logits into the next tokens as `generate` does, keeping its random stream."""
 
-    def __init__(self, params, batch: int):
+    def __init__(self, params, batch: int, generator: torch.Generator | None = None):
         self.params = params
         self.batch = batch
+        self.generator = generator  # None: torch's global generator, as `generate`'s sampling uses
         self.probs: torch.Tensor | None = None  # (batch, V): the last distribution of every row
 
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
@@ -125,7 +130,7 @@ class _Picker:
             self.probs = probs
         else:
             self.probs[active] = probs
-        return torch.multinomial(self.probs, num_samples=1).squeeze(1)[active]
+        return torch.multinomial(self.probs, num_samples=1, generator=self.generator).squeeze(1)[active]
 
 
 def top_p_filter(scores: torch.Tensor, top_p: float) -> torch.Tensor:

@@ -30,6 +30,10 @@ class SamplingParams:
     stop: tuple[str, ...] = ()  # the completion ends at the first of these (not included in `text`)
     seed: int | None = None
     logprobs: bool = True  # evaluation turns this off: the per-step vocab-sized scores cost memory
+    # A torch.Generator to draw the random numbers from instead of torch's global one (the Hugging Face
+    # engine's lean loop only): asynchronous RL samples in a background thread, each step's batch from a
+    # generator of its own, so that the training thread's use of the global one cannot change it.
+    generator: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -38,6 +42,8 @@ class SamplingParams:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.seed is not None and self.generator is not None:
+            raise ValueError("give a seed or a generator, not both (seed the generator instead)")
 
 
 @dataclass
@@ -119,7 +125,8 @@ class HFEngine:
 
         Prompts are batched by length (shortest first), so that each batch holds similar lengths and
         little padding; the results are put back in the caller's order. `params.seed` seeds the call
-        once, not each batch: batches do not replay each other's random numbers.
+        once, not each batch: batches do not replay each other's random numbers. `params.generator`, when
+        given, supplies every random number instead of torch's global generator.
         """
         import torch
 
@@ -174,6 +181,9 @@ class HFEngine:
         """(new tokens, their log-probs or None) from `model.generate` on the left-padded batch."""
         import torch
 
+        if params.generator is not None:
+            raise ValueError("model.generate draws from torch's global generator and cannot take "
+                             "params.generator: this model samples through generate (see HFEngine.loop)")
         tok = self.tokenizer
         saved_side, tok.padding_side = tok.padding_side, "left"
         try:
