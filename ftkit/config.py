@@ -14,13 +14,14 @@ from __future__ import annotations
 import dataclasses
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -30,6 +31,7 @@ from pydantic import (
 )
 
 from ftkit.errors import ConfigError, did_you_mean
+from ftkit.trackers import parse_names
 from gyms.spec import GymSpec
 
 
@@ -37,6 +39,13 @@ class Section(BaseModel):
     """Base for every recipe section: unknown keys are errors, not silently ignored."""
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+# `report_to`, the same key in SFT, DPO, RM and RL recipes (ftkit/trackers.py): a list, or "a,b", or "none".
+ReportTo = Annotated[list[str], BeforeValidator(parse_names)]
+REPORT_TO_HELP = ("Experiment trackers that also get the metrics, with the resolved recipe as the run's config: "
+                  "tensorboard (into the run folder's tensorboard/), trackio, wandb, mlflow, comet_ml; default "
+                  "none (metrics.jsonl and the curves only). --report-to on the command line overrides it.")
 
 
 class FallbackConfig(Section):
@@ -178,6 +187,7 @@ class Recipe(Section):
     output_dir: str | None = Field(None, description="Run folder (default runs/<name>).")
     method: Literal["full", "lora", "qlora"] = Field("full", description="What trains: all weights or adapters.")
     seed: int = Field(0, ge=0, description="Seed for weights' init, data order and dropout.")
+    report_to: ReportTo = Field(default_factory=list, description=REPORT_TO_HELP)
     model: ModelConfig
     gym: GymSection | None = Field(
         None, description="The task: trained on from its oracle (without data.path) and scored on."
@@ -224,6 +234,7 @@ _RESERVED_TRAIN_KEYS = {
     "seed": "set the top-level seed instead",
     "completion_only_loss": "set data.completion_only_loss instead",
     "model_init_kwargs": "use the model section (model.dtype, model.revision) instead",
+    "report_to": "set the top-level report_to instead (or --report-to), which ftkit rl takes too",
 }
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ftkit import callbacks
+from ftkit import callbacks, trackers
 from ftkit.config import Recipe, recipe_to_yaml
 from ftkit.errors import ConfigError, TrainingError
 from ftkit.evaluate import (
@@ -114,6 +114,7 @@ class SFTRun:
         self.model_dir = self.run_dir / "model"
 
     def run(self) -> dict[str, Any]:
+        trackers.require(self.recipe.report_to)  # a missing tracker library is found before anything is made
         self._setup_data()  # first: a bad dataset should not leave an empty run folder behind
         self._check_stop_rule()
         self._setup_run_dir()
@@ -207,6 +208,7 @@ class SFTRun:
         )
         # With disable_tqdm, transformers prints every log dict; ftkit's progress bar replaces it.
         self.trainer.remove_callback(PrinterCallback)
+        trackers.attach_to_trainer(self.trainer, self.recipe)  # TensorBoard into the run folder, the recipe as config
         trainable, total = count_parameters(self.trainer.model)
         self.params = {"trainable": trainable, "total": total}
 
@@ -239,7 +241,7 @@ class SFTRun:
             "seed": self.recipe.seed,
             "bf16": bf16,  # TRL defaults to bf16=True, which CPUs run slowly or not at all
             "use_cpu": not torch.cuda.is_available(),
-            "report_to": "none",
+            **trackers.trl_settings(self.recipe),  # report_to (and run_name, project with trackers)
             "disable_tqdm": True,  # ftkit's own progress bar shows loss and tokens/s
             "logging_steps": 10,
             "logging_first_step": True,

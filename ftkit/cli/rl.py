@@ -2,13 +2,14 @@
 
     ftkit rl --gym arithmetic
     ftkit rl recipes/grpo_arithmetic.yaml train.max_steps=50
+    ftkit rl --gym arithmetic --report-to tensorboard,trackio
 """
 
 from __future__ import annotations
 
 import argparse
 
-from ftkit.cli.sft import add_run_folder_flags
+from ftkit.cli.sft import add_report_to_flag, add_run_folder_flags, with_report_to
 from ftkit.rl import DEFAULT_MODEL as DEFAULT_RL_MODEL
 
 # RLRecipe.algo's choices (ftkit/rl/config.py), spelled out so that `ftkit --help` loads no pydantic model.
@@ -26,6 +27,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     rl.add_argument("--model", help="model folder to start from (default: the recipe's model.name; "
                                     f"{DEFAULT_RL_MODEL} for a gym without a shipped recipe)")
     add_run_folder_flags(rl)
+    add_report_to_flag(rl)
     rl.set_defaults(func=run_rl)
 
 
@@ -33,6 +35,7 @@ def run_rl(args: argparse.Namespace) -> int:
     from ftkit.rl import trainer
     from ftkit.rl.shortcuts import recipe_from_args
 
-    recipe = recipe_from_args(args.recipe, args.overrides, gym=args.gym, algo=args.algo, model=args.model)
+    overrides = with_report_to(args.overrides, args.report_to)
+    recipe = recipe_from_args(args.recipe, overrides, gym=args.gym, algo=args.algo, model=args.model)
     summary = trainer.main(recipe, resume=args.resume, overwrite=args.overwrite)
     return 0 if summary is not None else 1

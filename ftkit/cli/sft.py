@@ -3,6 +3,7 @@
     ftkit sft recipes/gpt2_math.yaml method=lora
     ftkit dpo recipes/dpo_arithmetic.yaml
     ftkit rm recipes/rm_arithmetic.yaml
+    ftkit sft recipes/gpt2_math.yaml --report-to tensorboard
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def _recipe_arguments(p: argparse.ArgumentParser, recipe_help: str, overrides_he
     p.add_argument("recipe", help=recipe_help)
     p.add_argument("overrides", nargs="*", help=overrides_help)
     add_run_folder_flags(p)
+    add_report_to_flag(p)
 
 
 def add_run_folder_flags(p: argparse.ArgumentParser) -> None:
@@ -39,11 +41,23 @@ def add_run_folder_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in the same folder")
 
 
+def add_report_to_flag(p: argparse.ArgumentParser) -> None:
+    """--report-to: the recipe's report_to, from the command line."""
+    p.add_argument("--report-to", metavar="NAME[,NAME]",
+                   help="experiment trackers (tensorboard, trackio, wandb, mlflow, comet_ml, or none); "
+                        "overrides the recipe's report_to")
+
+
+def with_report_to(overrides: list[str], report_to: str | None) -> list[str]:
+    """The overrides, with --report-to last so that it wins over the recipe and a report_to=... word."""
+    return [*overrides, f"report_to={report_to}"] if report_to is not None else list(overrides)
+
+
 def run_sft(args: argparse.Namespace) -> int:
     from ftkit import sft
     from ftkit.config import load_recipe
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = load_recipe(args.recipe, with_report_to(args.overrides, args.report_to))
     summary = sft.main(recipe, resume=args.resume, overwrite=args.overwrite)
     return 0 if summary else 1
 
@@ -52,6 +66,6 @@ def run_preference(args: argparse.Namespace) -> int:
     from ftkit import preference
     from ftkit.config import load_recipe
 
-    recipe = load_recipe(args.recipe, args.overrides, kind=args.kind)
+    recipe = load_recipe(args.recipe, with_report_to(args.overrides, args.report_to), kind=args.kind)
     summary = preference.main(recipe, resume=args.resume, overwrite=args.overwrite)
     return 0 if summary else 1

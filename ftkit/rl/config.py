@@ -21,10 +21,12 @@ from typing import Any, Literal, NamedTuple
 from pydantic import Field, field_validator, model_validator
 
 from ftkit.config import (
+    REPORT_TO_HELP,
     GymSection,
     LoraSection,
     ModelConfig,
     QuantizationSection,
+    ReportTo,
     Section,
     merge_overrides,
     read_recipe_dict,
@@ -215,6 +217,7 @@ class RLRecipe(Section):
     )
     method: Literal["full", "lora", "qlora"] = Field("full", description="What trains: all weights or adapters.")
     seed: int = Field(0, ge=0, description="Seed of sampling, shuffling and the value head's init.")
+    report_to: ReportTo = Field(default_factory=list, description=REPORT_TO_HELP)
     model: ModelConfig = Field(default_factory=lambda: ModelConfig(name=DEFAULT_MODEL))
     gym: GymSection
     rollout: RolloutSection = Field(default_factory=RolloutSection)
@@ -344,6 +347,8 @@ TRL_NAMES: dict[str, TrlName] = {
                           "importance_sampling_level); ftkit also has RLOO, PPO and REINFORCE++ (veRL's names)"),
     "method": TrlName(None, "full, LoRA or QLoRA as in SFT recipes; TRL takes a peft_config object"),
     "seed": TrlName("seed"),
+    "report_to": TrlName("report_to", "ftkit rl logs what metrics.jsonl holds, at its steps, through Accelerate's "
+                                      "trackers; the names are those both TRL and Accelerate know"),
     "model": TrlName(None, _SFT),
     "lora": TrlName(None, _SFT),
     "quantization": TrlName(None, _SFT),

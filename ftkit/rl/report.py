@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from rich.console import Console
 
+from ftkit import trackers
 from ftkit.report import difficulty_fields
 from ftkit.report import refresh as refresh_report
 from ftkit.rl import algorithms as alg
@@ -65,6 +66,7 @@ class Report:
         if not self.is_main:
             return
         self.metrics.append({"step": step, **stats})
+        trackers.log(self.accelerator, {"step": step, **stats})  # report_to's trackers: the same numbers
         for key, message in [*advise(stats, self.objective.compares_groups), *self._sampler_advice(stats)]:
             if step - self.warned.get(key, -REPEAT_EVERY) >= REPEAT_EVERY:
                 self.warned[key] = step
@@ -96,6 +98,7 @@ class Report:
             record["heldout_mean_turns"] = result.mean_turns
             record["heldout_turns_to_solve"] = result.turns_to_solve
         self.metrics.append(record)
+        trackers.log(self.accelerator, record)
         warning = accuracy_drop(self.eval_history, result.accuracy)
         if warning:
             self._warn(step, "accuracy_drop", warning)

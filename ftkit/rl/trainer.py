@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from ftkit import trackers
 from ftkit.config import recipe_to_yaml
 from ftkit.evaluate import EvalOptions, EvalResult, evaluate_on_gym
 from ftkit.models import ResolvedModel, load_tokenizer, resolve_model
@@ -70,7 +71,9 @@ class RLRun:
         self.resume = resume
         self.overwrite = overwrite
         self.run_dir = recipe.run_dir
-        self.accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=_mixed_precision(recipe))
+        # report_to's trackers (checked first: Accelerate would silently drop one whose library is missing)
+        self.accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=_mixed_precision(recipe),
+                                       log_with=trackers.accelerate_trackers(recipe))
         self.is_main = self.accelerator.is_main_process
         self.console = console or Console(stderr=True, highlight=False, soft_wrap=True, quiet=not self.is_main)
         self.objective = make_objective(recipe)
@@ -90,6 +93,7 @@ class RLRun:
 
     def run(self) -> dict[str, Any]:
         self.setup()
+        trackers.start(self.accelerator, self.recipe)  # the run folder exists now: TensorBoard writes in it
         self.report.announce(self.resolved, self.learner.parameters, self.curriculum)
         if self.step == 0:
             self.evaluate()
