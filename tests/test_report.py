@@ -154,6 +154,7 @@ def test_sft_rewrites_the_report_at_each_evaluation_and_at_the_end(tiny_recipe, 
     points = end["by_difficulty"]["points"]
     assert [p["step"] for p in points] == [2, 4]
     assert set(points[-1]["accuracy"]) == {"digits=2 op=+", "digits=2 op=-"} == set(end["by_difficulty"]["n"])
+    assert len(end["items"]) == 4 and "final held-out evaluation" in end["items_note"]  # eval.json's samples
 
 
 def test_report_command_writes_one_page_per_run_or_one_for_several(tmp_path, monkeypatch, capsys):

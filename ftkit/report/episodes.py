@@ -75,6 +75,15 @@ def episode_item(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def eval_sample_items(eval_json: dict[str, Any], step: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """The final evaluation's kept samples (eval.json), for runs that log no trajectories (SFT, DPO)."""
+    samples = eval_json.get("samples") or []
+    items = [{"step": step, "group": i, "reward": s.get("reward"), "solved": s.get("solved"), "difficulty": "all",
+              "system": None, "prompt": clip(s.get("prompt")), "turns": [[clip(s.get("completion")), "", s.get("reward")]],
+              "answer": clip(s.get("answer"))} for i, s in enumerate(samples)]
+    return items, (f"the {len(items)} samples kept from the final held-out evaluation (eval.json)" if items else None)
+
+
 def dataset_items(folder: Path, limit: int = MAX_ITEMS) -> tuple[list[dict[str, Any]], str, dict[str, Any]]:
     """(items, how many of how many are shown, figures over every row) for a collected dataset folder."""
     import pyarrow as pa

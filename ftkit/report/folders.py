@@ -19,7 +19,7 @@ import yaml
 
 from ftkit.errors import FtkitError
 from ftkit.report import BY_DIFFICULTY
-from ftkit.report.episodes import dataset_items, trajectory_items
+from ftkit.report.episodes import dataset_items, eval_sample_items, trajectory_items
 
 # A curve keeps at most this many points (evenly spaced, the last one always): a browser draws 5,000 in
 # milliseconds, and a run logs far fewer per metric unless it runs for days.
@@ -55,6 +55,9 @@ def read_run_folder(folder: Path) -> dict[str, Any]:
     summary = _read_json(folder / "summary.json")
     kind = "rl" if "algo" in recipe or any("reward_mean" in r for r in records) else recipe.get("kind", "sft")
     items, shown = trajectory_items(folder / "trajectories.jsonl")
+    eval_json = _read_json(folder / "eval.json")
+    if not items:
+        items, shown = eval_sample_items(eval_json, summary.get("steps"))
     return {
         "name": recipe.get("name") or folder.name, "path": str(folder), "kind": kind,
         "status": _status(folder, records, recipe, summary),
@@ -63,7 +66,7 @@ def read_run_folder(folder: Path) -> dict[str, Any]:
         "env": _read_json(folder / "env.json"),
         "warnings": _warnings(folder, summary),
         "curves": curves(records),
-        "by_difficulty": by_difficulty(records, summary, _read_json(folder / "eval.json")),
+        "by_difficulty": by_difficulty(records, summary, eval_json),
         "items": items, "items_note": shown,
     }
 

@@ -66,6 +66,7 @@
   }
   const when = (t) => new Date(t * 1000).toLocaleString();
   const multi = RUNS.length > 1;
+  const allDatasets = RUNS.every((r) => r.kind === "dataset");
 
   // -- header, summary, warnings ------------------------------------------------------------------
   function header() {
@@ -74,16 +75,16 @@
     RUNS.forEach((run, i) => {
       const st = run.status || {};
       let state;
-      if (run.kind === "dataset") state = el("span", { class: "status-done", text: "dataset" });
+      if (run.kind === "dataset") state = el("span", { class: "status-done", text: fmt(run.summary.rows) + " rows collected" });
       else if (st.finished) state = el("span", { class: "status-done", text: "finished at step " + fmt(st.step) });
-      else state = el("span", { class: "status-live", text: "in progress: step " + fmt(st.step) +
-        (st.max_steps ? " of " + fmt(st.max_steps) : "") });
+      else state = el("span", { class: "status-live", text: "not finished: step " + fmt(st.step) +
+        (st.max_steps ? " of " + fmt(st.max_steps) : "") + " (still training, or stopped before its end)" });
       box.appendChild(el("div", { class: "run-line" }, [swatch(i), el("b", { text: run.name }),
         " (" + run.kind + ", " + run.path + ") — ", state, el("span", { class: "note", text: "  data written " + when(st.updated) })]));
     });
     const live = RUNS.some((r) => r.kind !== "dataset" && !(r.status || {}).finished);
     $("reload").textContent = "Page written " + when(DATA.generated) + (live ?
-      ". The run is still going: reload this page after its next evaluation to see the newest curves, accuracy and episodes." : ".");
+      ". While a run trains, it rewrites this page at each held-out evaluation: reload it then to see the newest curves, accuracy and episodes." : ".");
   }
 
   const FIELDS = [["model", "model"], ["method", "method"], ["algo", "algorithm"], ["gym", "gym"], ["steps", "steps"],
@@ -189,6 +190,9 @@
 
   // -- accuracy by difficulty ----------------------------------------------------------------------
   function difficulty() {
+    if (allDatasets) {
+      $("sec-difficulty").querySelector("h2").textContent = "Solved rate by difficulty (every row)";
+    }
     const runs = RUNS.map((r, i) => [r, i]).filter(([r]) => r.by_difficulty && r.by_difficulty.points.length);
     if (!runs.length) { $("difficulty").appendChild(el("p", { class: "note", text: "No held-out evaluation by difficulty yet." })); return; }
     const groups = Array.from(new Set([].concat(...runs.map(([r]) => r.by_difficulty.points.flatMap((p) => Object.keys(p.accuracy)))))).sort();
@@ -216,7 +220,8 @@
       return cell;
     }))));
     $("difficulty").appendChild(el("table", {}, [el("thead", {}, el("tr", {}, head)), el("tbody", {}, body)]));
-    $("difficulty").appendChild(el("p", { class: "note", text: "First and last evaluation that logged its groups; n: problems per group in the final evaluation (the ones during SFT may score fewer)." }));
+    $("difficulty").appendChild(el("p", { class: "note", text: allDatasets ? "n: rows per difficulty." :
+      "First and last held-out evaluation that logged its groups; n: problems per group in the final evaluation (the ones during SFT training may score fewer)." }));
   }
 
   // -- episodes ------------------------------------------------------------------------------------
@@ -257,7 +262,7 @@
     const box = $("episodes");
     $("episodes-title").textContent = datasetOnly ? "Rows" : "Episodes";
     const notes = RUNS.filter((r) => r.items_note).map((r) => (multi ? r.name + ": " : "") + r.items_note);
-    if (!ITEMS.length) { box.appendChild(el("p", { class: "note", text: "No episodes logged (trajectories.jsonl appears with the first RL step)." })); return; }
+    if (!ITEMS.length) { box.appendChild(el("p", { class: "note", text: "No episodes logged: RL runs write trajectories.jsonl from their first step, and other runs show the samples of their final evaluation once it has run." })); return; }
     box.appendChild(el("p", { class: "note", text: "In this page: " + notes.join("; ") + ". Click a row for the whole episode." }));
     const diffs = Array.from(new Set(ITEMS.map((it) => it.difficulty))).sort();
     const filters = [
@@ -419,6 +424,12 @@
     });
   }
 
+  if (allDatasets) {  // a dataset has no training curves and no warnings: hide them and their links
+    for (const id of ["sec-curves", "sec-warnings"]) {
+      $(id).hidden = true;
+      document.querySelector('nav a[href="#' + id + '"]').hidden = true;
+    }
+  }
   header();
   summary();
   warnings();
