@@ -172,6 +172,36 @@ def test_an_engine_with_its_own_weights_samples_from_the_checkpoint_after_a_resu
     assert_same_run(a, b)
 
 
+# Asynchronous rollouts: checkpoint-2 holds the batch already played for step 3 (and its DAPO draws); step 3
+# trains on it, lagging. One step ahead, the Hugging Face engine samples from its own copy of the policy
+# (of the adapters, with LoRA), with an evaluation between steps in the training thread and a moving
+# curriculum; two steps ahead, an engine with its own weights as vLLM's, synced at steps 0 and 2 only.
+ASYNC_CASES = {
+    "one_step_ahead": {"algo": "grpo", "rollout": {"async_steps": 1}, "train": {"beta": 0.01},
+                       "eval": {"n": 4, "every_steps": 2, "max_new_tokens": 3},
+                       "curriculum": CASES["rloo"]["curriculum"]},
+    "one_step_ahead_lora_ppo": {"algo": "ppo", "method": "lora", "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+                                "rollout": {"async_steps": 1},
+                                "train": {"learning_rate": 1e-2, "value_learning_rate": 1e-2, "minibatch_size": 16}},
+    "two_steps_ahead_vllm_like": {**CASES["dapo"], "rollout": {**CASES["dapo"]["rollout"], "async_steps": 2}},
+}
+
+
+@pytest.mark.parametrize("case", sorted(ASYNC_CASES))
+def test_async_rollouts_resume_exactly(tmp_path, resume_gym, monkeypatch, case):
+    if "vllm_like" in case:
+        from ftkit import vllm_engine
+
+        monkeypatch.setattr(vllm_engine, "make_engine", CopyingEngine)
+    a, b = kill_and_resume(tmp_path, monkeypatch, **ASYNC_CASES[case])
+    assert_same_run(a, b)
+    ahead = ASYNC_CASES[case]["rollout"]["async_steps"]
+    assert [r["async_lag"] for r in logged_steps(b)] == ([0, 1, 1, 1] if ahead == 1 else [0, 1, 2, 1])
+    saved = json.loads((b / "checkpoints" / "checkpoint-2" / "in_flight.json").read_text())
+    assert [entry["step"] for entry in saved[0]] == [2]  # one process; the batch of step 3, played ahead
+    assert saved[0][0]["version"] == (1 if ahead == 1 else 0)
+
+
 def test_each_process_resumes_its_own_random_generators():
     from ftkit.rl.checkpoint import own_rng_state, rng_state, set_rng_state
 

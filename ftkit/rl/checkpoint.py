@@ -1,5 +1,6 @@
 """Resumable RL checkpoints: checkpoints/checkpoint-<step>/ holds the policy's weights (model/ or
-adapter/), PPO's value head, the optimizer, the schedule, every random generator and the run's state.
+adapter/), PPO's value head, the optimizer, the schedule, every random generator and the run's state,
+and with asynchronous rollouts the batches already played for the steps to come (in_flight.json).
 
     ftkit rl recipes/grpo_arithmetic.yaml --resume      # continues from the last complete checkpoint
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from ftkit.rl.learner import Learner
 
 CHECKPOINT_STATE = "trainer_state.json"  # written last: a checkpoint without it is incomplete
+IN_FLIGHT = "in_flight.json"  # asynchronous rollouts: each process's batches played ahead (JSON, not pickle)
 
 
 def weights_name(method: str) -> str:
@@ -40,14 +42,17 @@ class Checkpoints:
         self.weights_name = weights_name(method)
         self.keep = keep
 
-    def save(self, step: int, learner: Learner, tokenizer, state: dict[str, Any]) -> None:
-        """Write checkpoint-<step> (the main process writes, every process waits) and drop old ones."""
-        from accelerate.utils import gather_object
+    def save(self, step: int, learner: Learner, tokenizer, state: dict[str, Any],
+             in_flight: list[dict[str, Any]] | None = None) -> None:
+        """Write checkpoint-<step> (the main process writes, every process waits) and drop old ones.
 
+        `in_flight` is this process's batches played ahead by asynchronous rollouts
+        (`AsyncRollouts.in_flight`), None without them."""
         self.accelerator.wait_for_everyone()
         # Every process's generators, in rank order: each process draws from its own streams, and the
         # main process's alone would hand every other process the main one's on resume.
-        rng_states = gather_object([rng_state()]) if self.accelerator.num_processes > 1 else [rng_state()]
+        rng_states = self._from_every_process(rng_state())
+        batches = self._from_every_process(in_flight) if in_flight is not None else None
         if self.accelerator.is_main_process:
             def write(folder: Path) -> None:
                 save_policy(folder / self.weights_name, self.accelerator.unwrap_model(learner.model), tokenizer)
@@ -55,12 +60,32 @@ class Checkpoints:
                 torch.save(learner.optimizer.state_dict(), folder / "optimizer.pt")
                 torch.save(learner.scheduler.state_dict(), folder / "scheduler.pt")
                 torch.save(rng_states, folder / "rng.pt")
+                if batches is not None:  # a list per process, in rank order
+                    (folder / IN_FLIGHT).write_text(json.dumps(batches))
                 (folder / CHECKPOINT_STATE).write_text(json.dumps({"step": step, **state}, indent=2) + "\n")
 
             save_folder_atomic(self.folder / f"checkpoint-{step}", write)
             for old in checkpoints(self.folder)[: -self.keep]:
                 shutil.rmtree(old, ignore_errors=True)
         self.accelerator.wait_for_everyone()
+
+    def _from_every_process(self, value: Any) -> list[Any]:
+        """[`value` of process 0, of process 1, ...] on the main process."""
+        from accelerate.utils import gather_object
+
+        return gather_object([value]) if self.accelerator.num_processes > 1 else [value]
+
+    def in_flight(self, checkpoint: Path) -> list[dict[str, Any]]:
+        """This process's batches played ahead when `checkpoint` was written ([] if it has none)."""
+        path = checkpoint / IN_FLIGHT
+        if not path.is_file():
+            return []
+        per_process = json.loads(path.read_text())
+        rank = self.accelerator.process_index
+        if rank >= len(per_process):
+            raise TrainingError(f"--resume: {path} holds the batches of {len(per_process)} processes, not of "
+                                f"process {rank}: resume with as many processes as the run had")
+        return per_process[rank]
 
     def latest(self) -> Path:
         """The newest complete checkpoint, or a one-line error saying how to start over."""

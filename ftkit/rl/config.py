@@ -64,6 +64,11 @@ class RolloutSection(Section):
     importance_sampling_cap: float = Field(
         3.0, ge=1, description="The cap on a token's trainer/sampler probability ratio (TRL's default, 3)."
     )
+    async_steps: int = Field(
+        0, ge=0, description="Play the batches of the next N steps in a background thread while a step trains, "
+                             "from a policy at most N updates old (logged as async_lag; importance_sampling auto "
+                             "is then tis); 0: play each step's batch, then train on it."
+    )
     format_reward_weight: float = Field(
         0.0, ge=0, description="Add this much of the gym's format_reward (well-formed answers) to the reward."
     )
@@ -377,6 +382,9 @@ TRL_NAMES: dict[str, TrlName] = {
     "rollout.importance_sampling_cap": TrlName(
         None, "TRL's vllm_importance_sampling_clip_max (formerly vllm_importance_sampling_cap), with the same "
               "default; no vllm_ prefix as it applies to either engine, and no lower bound (TRL's clip_min)"),
+    "rollout.async_steps": TrlName(
+        None, "GRPOConfig is synchronous; TRL's experimental AsyncGRPOConfig bounds the same lag with max_staleness, "
+              "dropping older samples, where ftkit plays each batch on a fixed schedule and drops none"),
     "rollout.format_reward_weight": TrlName(
         None, "the weight of the gym's own format reward; TRL weighs reward functions with reward_weights"),
     "rollout.dynamic_filtering": TrlName(

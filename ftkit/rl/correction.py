@@ -4,7 +4,9 @@ importance weights that correct the policy gradient for the difference.
     python -c "import torch; from ftkit.rl.correction import importance_weights; print(importance_weights(torch.log(torch.tensor([[0.5, 0.9]])), torch.log(torch.tensor([[0.1, 0.9]])), 'tis', 3.0))"
 
 The tokens of a rollout are sampled by the generation engine (vLLM, or Hugging Face `generate`), but
-the loss is written for the trainer's own distribution. The two are the same model and should agree
+the loss is written for the trainer's own distribution. With asynchronous rollouts
+(`rollout.async_steps`, `ftkit/rl/async_rollout.py`) the sampler is also a policy some updates old, and
+the same weights correct for that lag. The two are the same model and should agree
 exactly; in practice they differ a little (vLLM's bf16 kernels against the trainer's, fp32 sampling
 against bf16 autocast training, a top_p that truncates the sampler's distribution), and "on-policy"
 RL silently becomes off-policy (Yao et al. 2025, "Your efficient RL framework secretly brings you
@@ -31,12 +33,14 @@ Mode = Literal["none", "tis", "mis"]
 MODES = ("none", "tis", "mis")
 
 
-def resolve_mode(setting: str, engine: str) -> Mode:
+def resolve_mode(setting: str, engine: str, async_steps: int = 0) -> Mode:
     """The correction a run uses: `auto` means "tis" when vLLM samples (its kernels differ from the
-    trainer's) and "none" otherwise (Hugging Face `generate` runs the training model itself: on a CPU
-    its log-probs equal the trainer's to about 1e-7). `engine` is the resolved engine, "hf" or "vllm"."""
+    trainer's) or when rollouts run ahead of training (`async_steps` > 0: the sampler's policy is up to
+    that many updates old), and "none" otherwise (Hugging Face `generate` runs the training model itself:
+    on a CPU its log-probs equal the trainer's to about 1e-7). `engine` is the resolved engine, "hf" or
+    "vllm"."""
     if setting == "auto":
-        return "tis" if engine == "vllm" else "none"
+        return "tis" if engine == "vllm" or async_steps > 0 else "none"
     if setting not in MODES:
         raise ValueError(f"importance_sampling must be auto or one of {', '.join(MODES)}; got {setting!r}")
     return setting  # type: ignore[return-value]

@@ -16,6 +16,10 @@ One RL step, as `RLRun.train_step()` reads:
    value loss) over `num_iterations` passes of minibatches, with gradient accumulation and clipping
    (`ftkit/rl/update.py`).
 
+With `rollout.async_steps: N`, the rollouts (1.) of the next steps run in a background thread while the
+current step's advantages and update (2., 3.) run (`ftkit/rl/async_rollout.py`): each batch is then
+played by a policy at most N updates old.
+
 Around it: held-out evaluation before training and every N steps (the same scoring as `ftkit eval`),
 metrics in metrics.jsonl, resumable checkpoints (`ftkit/rl/checkpoint.py`), curves and sample
 trajectories in the run folder (`ftkit/rl/report.py`).
@@ -23,6 +27,7 @@ trajectories in the run folder (`ftkit/rl/report.py`).
 
 from __future__ import annotations
 
+import copy
 import gc
 import math
 import shutil
@@ -35,8 +40,10 @@ from rich.console import Console
 
 from ftkit import trackers
 from ftkit.config import recipe_to_yaml
+from ftkit.errors import TrainingError
 from ftkit.evaluate import EvalOptions, EvalResult, evaluate_on_gym
 from ftkit.models import ResolvedModel, load_tokenizer, resolve_model
+from ftkit.rl.async_rollout import AsyncRollouts, own_weights_engine
 from ftkit.rl.checkpoint import Checkpoints, save_policy, save_value_head, weights_name
 from ftkit.rl.config import RLRecipe
 from ftkit.rl.curriculum import Curriculum
@@ -90,6 +97,8 @@ class RLRun:
         self.learner: Learner | None = None
         self.update: Update | None = None
         self.engine = None
+        self.rollout_tokenizer = None  # the tokenizer episodes are recorded with (a copy when asynchronous)
+        self.rollouts: AsyncRollouts | None = None  # rollout.async_steps > 0: the sampler's background thread
 
     def run(self) -> dict[str, Any]:
         self.setup()
@@ -138,6 +147,24 @@ class RLRun:
         self.engine = make_engine(ro.engine, self.policy, self.tokenizer, batch_size=ro.batch_size,
                                   model_path=self.resolved.path, gpu_memory_utilization=ro.vllm_gpu_memory_utilization,
                                   seed=r.seed)
+        self.rollout_tokenizer = self.tokenizer
+        if ro.async_steps:
+            self._setup_async()
+
+    def _setup_async(self) -> None:
+        """rollout.async_steps: a sampler with weights, random numbers and a tokenizer of its own, playing in
+        a background thread (`ftkit/rl/async_rollout.py`)."""
+        r, accelerator = self.recipe, self.accelerator
+        plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+        if plugin is not None and plugin.zero_stage == 3:
+            raise TrainingError("rollout.async_steps with DeepSpeed ZeRO-3: each process holds a shard of the "
+                                "weights, so the sampler cannot keep a copy of its own; use ZeRO-2 or "
+                                "rollout.async_steps: 0")
+        self.engine = own_weights_engine(self.engine, self.policy, self.tokenizer, r.rollout.batch_size)
+        self.rollout_tokenizer = copy.deepcopy(self.tokenizer)  # evaluation uses the other in the training thread
+        self.rollouts = AsyncRollouts(self.engine, self.play_step, r.rollout.async_steps, r.train.max_steps,
+                                      seed=r.seed, rank=accelerator.process_index, device=accelerator.device,
+                                      threads=background_threads())
 
     def _restore(self, checkpoint: Path) -> None:
         state = self.checkpoints.restore(checkpoint, self.learner)
@@ -148,6 +175,8 @@ class RLRun:
         # An engine with its own copy of the weights (vLLM) read them from the base model, and is synced
         # only after an update: without this, the first step after a resume sampled from the base model.
         self.engine.sync_weights(self.policy)
+        if self.rollouts is not None:  # the batches played ahead before the checkpoint, trained on as they were
+            self.rollouts.restore(self.checkpoints.in_flight(checkpoint), self.rollout_tokenizer)
         self.console.print(f"resuming from {checkpoint} (step {self.step})")
 
     @property
@@ -167,6 +196,8 @@ class RLRun:
             self._train_steps()
         finally:
             gc.unfreeze()
+            if self.rollouts is not None:
+                self.rollouts.close()
 
     def _train_steps(self) -> None:
         max_steps = self.recipe.train.max_steps
@@ -188,11 +219,13 @@ class RLRun:
         """One RL step: rollout, advantages, update; logged, and returned as the step's metrics."""
         started = time.perf_counter()
         torch.manual_seed(step_seed(self.recipe.seed, self.step, self.accelerator.process_index))
-        batch = self.rollout()
+        batch, waited = self.next_batch()
         update_started = time.perf_counter()
         stats = self.update(batch.episodes, self.step)
-        self.engine.sync_weights(self.policy)  # vLLM samples from its own copy of the weights
+        if self.rollouts is None:  # asynchronous rollouts sync their sampler themselves, when it is idle
+            self.engine.sync_weights(self.policy)  # vLLM samples from its own copy of the weights
         update_s = time.perf_counter() - update_started
+        stats.update(waited)
         stats.update(episode_stats(batch, self.recipe.rollout.num_generations))
         if self.recipe.train.mask_truncated_completions:  # the share of actions left out of the loss
             actions = sum(len(e.reward_positions) for e in batch.episodes)
@@ -210,26 +243,39 @@ class RLRun:
         self.report.log_step(self.step, stats, batch)
         return stats
 
-    def rollout(self) -> RolloutBatch:
-        """This process's episodes for the current step, played by the current policy.
+    def next_batch(self) -> tuple[RolloutBatch, dict[str, Any]]:
+        """The current step's batch, and what asynchronous rollouts log about it: `async_lag` (updates
+        between the policy that played it and the one trained now) and `rollout_wait_s` (how long the
+        trainer waited for it, and for its sampler to take the new weights)."""
+        options = self.curriculum.options() if self.curriculum else None
+        if self.rollouts is None:
+            return self.play_step(self.step, options), {}
+        started = time.perf_counter()
+        batch, version = self.rollouts.take(self.step, self.policy, options)
+        return batch, {"async_lag": self.step - version, "rollout_wait_s": time.perf_counter() - started}
+
+    def play_step(self, step: int, options: dict[str, Any] | None,
+                  generator: torch.Generator | None = None) -> RolloutBatch:
+        """This process's episodes for `step`, played by the engine's policy with the reset `options` (a
+        curriculum's level), drawing random numbers from `generator` (None: torch's global one).
 
         With `rollout.dynamic_filtering`, only groups whose rewards differ, played from as many problems
         as it takes (`ftkit/rl/dynamic_sampling.py`).
         """
         ro, world, rank = self.recipe.rollout, self.accelerator.num_processes, self.accelerator.process_index
-        options = self.curriculum.options() if self.curriculum else None
         if not ro.dynamic_filtering:
-            return self.play(self.task.training_seeds(self.step, options, world, rank), options)
+            return self.play(self.task.training_seeds(step, options, world, rank), options, generator)
         share = ro.prompts_per_step // world
 
         def draw(drawn: int, count: int) -> RolloutBatch:
-            seeds = (self.task.training_seeds(self.step, options, world, rank) if drawn == 0 else
-                     self.task.more_seeds(self.step, options, world, rank, taken=drawn - share, count=count))
-            return self.play(seeds, options)
+            seeds = (self.task.training_seeds(step, options, world, rank) if drawn == 0 else
+                     self.task.more_seeds(step, options, world, rank, taken=drawn - share, count=count))
+            return self.play(seeds, options, generator)
 
         return fill_with_informative_groups(draw, share, ro.max_num_gen_batches)
 
-    def play(self, seeds: list[int], options: dict[str, Any] | None) -> RolloutBatch:
+    def play(self, seeds: list[int], options: dict[str, Any] | None,
+             generator: torch.Generator | None = None) -> RolloutBatch:
         """Play each problem (gym seed) `num_generations` times; the episodes scored and shaped as the
         recipe says (reward model, overlong penalty, overlong filtering)."""
         from ftkit.engine import SamplingParams
@@ -239,13 +285,14 @@ class RLRun:
         # The engine's own log-probs of the tokens it sampled: the update compares them with the trainer's
         # (sampler_kl in metrics.jsonl) and corrects the gradient for the difference (ftkit/rl/correction.py).
         params = SamplingParams(max_new_tokens=ro.max_completion_length, temperature=ro.temperature,
-                                top_p=ro.top_p, stop=tuple(ro.stop), logprobs=True)
+                                top_p=ro.top_p, stop=tuple(ro.stop), logprobs=True, generator=generator)
         play = PlayOptions(group_size=ro.num_generations, max_context=context_length(self.policy),
                            format_reward_weight=ro.format_reward_weight)
-        batch = collect(self.engine, self.tokenizer, self.task.gym, seeds, params, play,
+        tokenizer = self.rollout_tokenizer
+        batch = collect(self.engine, tokenizer, self.task.gym, seeds, params, play,
                         options=[options] * len(seeds) if options is not None else None)
         if r.reward_model is not None:
-            add_model_reward(batch, self.task.reward_scorer, self.tokenizer, weight=r.reward_model.weight,
+            add_model_reward(batch, self.task.reward_scorer, tokenizer, weight=r.reward_model.weight,
                              verifier_weight=r.reward_model.verifier_weight)
         if ro.overlong_buffer_len:
             add_overlong_penalty(batch, ro.max_completion_length, ro.overlong_buffer_len, ro.overlong_penalty_factor)
@@ -272,9 +319,11 @@ class RLRun:
         return result
 
     def save_checkpoint(self) -> None:
-        """checkpoints/checkpoint-<step>/: weights, optimizer, scheduler, RNG and state, atomically."""
+        """checkpoints/checkpoint-<step>/: weights, optimizer, scheduler, RNG and state, and the batches
+        played ahead by asynchronous rollouts, atomically."""
         state = {"curriculum": self.curriculum.state_dict() if self.curriculum else None, **self.report.state_dict()}
-        self.checkpoints.save(self.step, self.learner, self.tokenizer, state)
+        in_flight = self.rollouts.in_flight() if self.rollouts is not None else None
+        self.checkpoints.save(self.step, self.learner, self.tokenizer, state, in_flight)
 
     def save_model(self) -> None:
         """The trained policy as a standard Hugging Face folder (model/ or adapter/), written atomically."""
@@ -285,6 +334,12 @@ class RLRun:
         save_value_head(self.accelerator, self.learner.value_head, self.run_dir)
         TrainingData(gym=self.task.gym, train_seed=self.recipe.gym.train_seed, eval_seed=self.recipe.eval.seed,
                      trained_with=f"ftkit rl ({self.recipe.algo})").save(self.model_dir)
+
+
+def background_threads() -> int:
+    """Torch intra-op threads for the background sampler (each thread has its own count): half of the
+    training thread's, so that the two together do not ask for more cores than there are."""
+    return max(1, torch.get_num_threads() // 2)
 
 
 def _mixed_precision(recipe: RLRecipe) -> str:

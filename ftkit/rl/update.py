@@ -54,7 +54,8 @@ class Update:
         self.seed = recipe.seed
         self.pad_id = pad_id
         rollout = recipe.rollout
-        self.correction = correction.resolve_mode(rollout.importance_sampling, resolve_engine(rollout.engine))
+        self.correction = correction.resolve_mode(rollout.importance_sampling, resolve_engine(rollout.engine),
+                                                  rollout.async_steps)
         self.cap = rollout.importance_sampling_cap
         self.mismatch = correction.Mismatch(self.cap)  # a fresh one for each call
         self.seconds: dict[str, float] = {}  # where this call's time went (see `_timed`)
