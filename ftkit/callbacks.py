@@ -103,7 +103,7 @@ class HeldoutAccuracyCallback(TrainerCallback):
         # model -> (accuracy on all scored problems, {label: accuracy} for each stop condition's label), and
         # optionally a third item: more fields for the record (each difficulty group's accuracy)
         self.score_fn = score_fn
-        self.after = after  # called once an evaluation is logged (SFT rewrites report.html)
+        self.after = after  # called with each evaluation's record once it is logged (trackers, report.html)
         self.log = log
         self.stop_when = list(stop_when)  # ftkit.config.StopCondition
         self.console = console or Console(stderr=True, highlight=False)
@@ -117,13 +117,14 @@ class HeldoutAccuracyCallback(TrainerCallback):
         if state.is_world_process_zero:
             accuracy, watched, *more = self.score_fn(model)
             fields = more[0] if more else {}
-            self.log.append({"step": state.global_step, "epoch": state.epoch, "heldout_accuracy": accuracy,
-                             **{f"heldout_accuracy {label}": a for label, a in watched.items()}, **fields})
+            record = {"step": state.global_step, "epoch": state.epoch, "heldout_accuracy": accuracy,
+                      **{f"heldout_accuracy {label}": a for label, a in watched.items()}, **fields}
+            self.log.append(record)
             stop = bool(self.stop_when) and all(a >= c.min_accuracy for c, a in zip(self.stop_when, watched.values()))
             if stop:
                 self._announce_stop(state.global_step, watched)
             if self.after is not None:
-                self.after()
+                self.after(record)
         if self.stop_when and _share_from_main(stop):
             control.should_training_stop = True
 

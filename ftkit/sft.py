@@ -195,7 +195,7 @@ class SFTRun:
             self.heldout_callback = callbacks.HeldoutAccuracyCallback(
                 self.recipe.eval.every_steps, self._quick_heldout_accuracy, self.metrics,
                 stop_when=self.recipe.eval.stop_when, console=self.console,
-                after=lambda: refresh_report(self.run_dir, self.console))  # reloading the page shows it
+                after=self._after_evaluation)
             extra_callbacks.append(self.heldout_callback)
         self.trainer = trainer_class(
             model=self.model,
@@ -211,6 +211,12 @@ class SFTRun:
         trackers.attach_to_trainer(self.trainer, self.recipe)  # TensorBoard into the run folder, the recipe as config
         trainable, total = count_parameters(self.trainer.model)
         self.params = {"trainable": trainable, "total": total}
+
+    def _after_evaluation(self, record: dict[str, Any]) -> None:
+        """An evaluation during training: its numbers to the recipe's trackers, and report.html redrawn
+        (reloading the page shows it)."""
+        trackers.log_to_trainer_trackers(self.trainer, record)
+        refresh_report(self.run_dir, self.console)
 
     def _announce(self) -> None:
         """What is about to happen, once everything has been checked."""

@@ -150,6 +150,22 @@ def attach_to_trainer(trainer, recipe) -> None:
     trainer.add_callback(RecipeAsConfig())
 
 
+def log_to_trainer_trackers(trainer, record: dict[str, Any]) -> None:
+    """An evaluation ftkit made during training (held-out accuracy), to the trackers TRL's trainer logs to.
+
+    Through each integration callback's on_log, as the trainer's own evaluation is, so it lands in the
+    same run under `eval/...` (transformers writes `eval_x` as `eval/x`). Only while training: at its
+    end the callbacks close their runs (trackio, MLflow), so the final evaluation is in metrics.jsonl
+    and report.html only.
+    """
+    if not trainer.is_world_process_zero():
+        return
+    logs = {f"eval_{key}": value for key, value in numeric(record).items() if key != "epoch"}
+    for callback in trainer.callback_handler.callbacks:
+        if type(callback).__module__.startswith("transformers.integrations"):
+            callback.on_log(trainer.args, trainer.state, trainer.control, logs=dict(logs))
+
+
 def _wandb_config(config: dict[str, Any]) -> None:
     import wandb
 

@@ -28,7 +28,7 @@ def _write(tmp_path, raw, name="recipe.yaml") -> str:
 
 
 def _sft_recipe(tiny_recipe) -> dict:
-    return tiny_recipe(train={"max_steps": 3, "save_steps": 100}, eval={"n": 4, "samples": 0})
+    return tiny_recipe(train={"max_steps": 3, "save_steps": 100}, eval={"n": 4, "samples": 0, "every_steps": 2})
 
 
 def _rl_recipe(tmp_path) -> dict:
@@ -68,6 +68,10 @@ def test_sft_logs_to_tensorboard_in_the_run_folder(tiny_recipe, tmp_path):
     assert scalars["train/loss"].keys() == losses.keys()  # TRL's names: train/loss is metrics.jsonl's loss
     for step, loss in losses.items():
         assert math.isclose(scalars["train/loss"][step], loss, rel_tol=1e-6), (step, loss)
+    # ftkit's held-out evaluation during training (step 2) goes to the same run, under eval/
+    heldout = {r["step"]: r["heldout_accuracy"] for r in _metrics(run_dir) if "heldout_accuracy" in r}
+    assert 2 in heldout
+    assert scalars["eval/heldout_accuracy"] == pytest.approx({2: heldout[2]})
     config = _hparams(run_dir / "tensorboard")
     assert config["recipe.name"] == "tiny" and config["recipe.report_to"] == '["tensorboard"]'
     assert config["recipe.train.max_steps"] == 3 and config["recipe.gym.kwargs.digits"] == 2
