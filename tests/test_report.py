@@ -13,34 +13,22 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from test_rl_trainer import FirstByteEnv
 
 from ftkit.cli import main as cli
 from ftkit.report import write_report
 from ftkit.report.episodes import dataset_items, trajectory_items
 from ftkit.report.folders import read_folder, recipe_diff
-from gyms.base import TextEnv
 
 
-class LetterEnv(TextEnv):
-    """Reward 1 when the answer starts with a letter: a fresh tiny model does so about a fifth of the time,
-    so a few RL steps log solved and unsolved episodes. Two difficulties (odd and even items) to filter by."""
-
-    has_oracle = True
-    multi_turn = False
-
-    def __init__(self, render_mode=None):
-        super().__init__(render_mode=render_mode, max_observation_length=32, max_action_length=4096)
-
-    def oracle(self) -> str:
-        return "a"
+class LetterEnv(FirstByteEnv):
+    """Reward 1 when the answer starts with a letter (test_rl_trainer's gym: a fresh tiny model does so about a
+    fifth of the time, so a few RL steps log solved and unsolved episodes), with two difficulties to filter by."""
 
     def _reset(self, options):
-        n = int(self.np_random.integers(0, 1000))
-        return f"item {n}:", {"answer": "a", "difficulty": {"parity": "odd" if n % 2 else "even"}}
-
-    def _step(self, action):
-        solved = bool(action[:1].isascii() and action[:1].isalpha())
-        return "", float(solved), True, False, {"answer": "a", "solved": solved}
+        observation, info = super()._reset(options)  # "item 123:"
+        odd = int(observation.split()[1].rstrip(":")) % 2
+        return observation, {**info, "difficulty": {"parity": "odd" if odd else "even"}}
 
 
 @contextmanager
