@@ -200,6 +200,17 @@ class Recipe(Section):
     quantization: QuantizationSection = Field(default_factory=QuantizationSection)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     merge_adapter: bool = Field(False, description="Also save LoRA merged into a plain model folder.")
+    reward_head: Literal["linear", "likelihood"] = Field(
+        "linear", description="ftkit rm: how the model scores an answer. linear: a new one-number head on the last "
+        "token (TRL's RewardTrainer, as InstructGPT). likelihood: the model's own log-likelihood of the text, "
+        "no new head (CPO's reference-free implicit reward); for tasks the body can already do, like arithmetic.",
+    )
+
+    @model_validator(mode="after")
+    def _reward_head_is_for_rm(self) -> Recipe:
+        if self.reward_head != "linear" and self.kind != "rm":
+            raise ValueError(f"reward_head: {self.reward_head} is for reward models (kind: rm), not kind: {self.kind}")
+        return self
 
     @model_validator(mode="after")
     def _data_source(self) -> Recipe:

@@ -6,7 +6,8 @@
 Both read folders written by `ftkit collect pairs` (or `label`): rows with `prompt`, `chosen` and
 `rejected`. They run exactly like `ftkit sft` (the same recipe sections, run folder, checkpoints,
 `--resume`, full / LoRA / QLoRA), so each class below only changes what differs: the data, the TRL
-trainer, and how the result is scored. DPO is scored like SFT, by held-out accuracy on the recipe's gym
+trainer, and how the result is scored. A reward model's score is a new linear head on the last token
+(`reward_head: linear`) or the model's own log-likelihood of the text (`reward_head: likelihood`). DPO is scored like SFT, by held-out accuracy on the recipe's gym
 (or `eval.gym`); a reward model by how often it ranks a held-out pair's chosen answer above its rejected
 one.
 """
@@ -100,17 +101,22 @@ class DPORun(PairsRun):
 
 
 class RewardModelRun(PairsRun):
-    """A reward model: the causal LM's body with a one-number head (`AutoModelForSequenceClassification`,
-    num_labels=1), trained with the Bradley-Terry loss -log sigmoid(r(chosen) - r(rejected))."""
+    """A reward model trained with the Bradley-Terry loss -log sigmoid(r(chosen) - r(rejected)) by TRL's
+    RewardTrainer. `reward_head: linear`: r is a new one-number head on the causal LM's body
+    (`AutoModelForSequenceClassification`, num_labels=1). `reward_head: likelihood`: r is the LM's own
+    log-likelihood of the text (`as_likelihood_reward_model`), so the loss is CPO's preference term."""
 
     accuracy_label = "pairwise accuracy (chosen scored above rejected)"
 
     def _setup_model(self) -> None:
         super()._setup_model()
         if self.peft_config is not None:
-            self.peft_config.task_type = "SEQ_CLS"  # keeps the new score head trainable beside the adapters
+            # SEQ_CLS keeps the new score head trainable beside the adapters; a likelihood model has none
+            self.peft_config.task_type = "CAUSAL_LM" if self.recipe.reward_head == "likelihood" else "SEQ_CLS"
 
     def _load_model(self):
+        if self.recipe.reward_head == "likelihood":
+            return as_likelihood_reward_model(super()._load_model())
         return load_reward_model(self.resolved.path, self.recipe.model, self.recipe.method, self.recipe.quantization,
                                  pad_token_id=self.tokenizer.pad_token_id)
 
@@ -145,6 +151,54 @@ def load_reward_model(path: str, cfg, method: str, quant=None, *, pad_token_id: 
     return model
 
 
+LIKELIHOOD_MARK = "ftkit_reward_head"  # in config.json: "likelihood" for a model scored by `as_likelihood_reward_model`
+
+
+def as_likelihood_reward_model(model):
+    """Make a causal LM a reward model whose score is its own log-likelihood of the text; returns the model.
+
+    Why: a new head on the last token must learn to *check* an answer from one bit per pair, while the
+    body already knows, token by token, how likely each answer is. On the arithmetic pairs a linear head
+    stayed near 55-61% pairwise accuracy after 1-3 epochs even on a body whose own likelihood ranked 91.6%
+    of them right; scored by likelihood and trained on the same pairs it passes 90% in one epoch.
+
+    The forward pass returns `logits` (B, 1): the sum of log p(token | the tokens before it) over the
+    attended tokens after the first (`sequence_logprob`), which is what RewardTrainer's Bradley-Terry loss
+    and `RewardScorer` read. The prompt's share is the same for a pair's chosen and rejected texts (and
+    for the episodes of one RL group), so it cancels in what either compares. Marked in the config so
+    `RewardScorer.load` scores the saved folder the same way.
+    """
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    lm_forward = model.forward
+
+    def forward(input_ids=None, attention_mask=None, labels=None, **kwargs):
+        kwargs["use_cache"] = False
+        logits = lm_forward(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
+        if attention_mask is None:
+            attention_mask = input_ids.new_ones(input_ids.shape)
+        return SequenceClassifierOutput(logits=sequence_logprob(logits, input_ids, attention_mask).unsqueeze(-1))
+
+    model.forward = forward
+    model.config.num_labels = 1  # one score per text, which RewardTrainer checks
+    setattr(model.config, LIKELIHOOD_MARK, "likelihood")
+    return model
+
+
+def sequence_logprob(logits, input_ids, attention_mask):
+    """(B,) sum of log p(input_ids[t] | input_ids[:t]) over the positions t >= 1 where t and t - 1 are attended.
+
+    Counting a token only when the one before it is attended leaves out each row's first token, whose
+    context is nothing (right padding) or padding (left padding): either padding gives the same score.
+    """
+    import torch
+
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    token_logp = logp.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    counted = (attention_mask[:, 1:] * attention_mask[:, :-1]).to(token_logp.dtype)
+    return (token_logp * counted).sum(dim=1)
+
+
 class RewardScorer:
     """Score (prompt, completion) pairs with a reward model: `RewardScorer.load(dir).score(prompts, completions)`.
 
@@ -169,9 +223,11 @@ class RewardScorer:
 
             raise ConfigError(f"no such reward model folder: {folder} (train one with `ftkit rm RECIPE`)")
         if (Path(folder) / "adapter_config.json").is_file():
-            from peft import AutoPeftModelForSequenceClassification
+            model = _load_reward_adapter(folder)
+        elif _is_likelihood_model(folder):
+            from ftkit.models import load_model
 
-            model = AutoPeftModelForSequenceClassification.from_pretrained(folder, num_labels=1)
+            model = as_likelihood_reward_model(load_model(folder, ModelConfig(name=folder), "full"))
         else:
             model = load_reward_model(folder, ModelConfig(name=folder), "full")
         tokenizer = load_tokenizer(folder, ModelConfig(name=folder))
@@ -197,7 +253,8 @@ class RewardScorer:
         return tok.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
 
     def score_ids(self, sequences: list[list[int]]) -> list[float]:
-        """One score per token sequence (right-padded in batches; the head reads the last real token)."""
+        """One score per token sequence (right-padded in batches; a linear head reads the last real token, a
+        likelihood model sums the log-probabilities of the real tokens)."""
         import torch
 
         scores: list[float] = []
@@ -215,6 +272,30 @@ class RewardScorer:
             tok.padding_side = saved
             self.model.train(was_training)
         return scores
+
+
+def _is_likelihood_model(folder: str) -> bool:
+    """Whether a full reward-model folder was trained with `reward_head: likelihood` (its config says so)."""
+    import json
+    from pathlib import Path
+
+    config = Path(folder) / "config.json"
+    return config.is_file() and json.loads(config.read_text()).get(LIKELIHOOD_MARK) == "likelihood"
+
+
+def _load_reward_adapter(folder: str):
+    """A LoRA reward model: a linear head's adapters are SEQ_CLS, a likelihood model's CAUSAL_LM."""
+    import json
+    from pathlib import Path
+
+    task_type = json.loads((Path(folder) / "adapter_config.json").read_text()).get("task_type")
+    if task_type == "CAUSAL_LM":
+        from peft import AutoPeftModelForCausalLM
+
+        return as_likelihood_reward_model(AutoPeftModelForCausalLM.from_pretrained(folder))
+    from peft import AutoPeftModelForSequenceClassification
+
+    return AutoPeftModelForSequenceClassification.from_pretrained(folder, num_labels=1)
 
 
 def _messages(part: str | list[dict[str, str]], role: str) -> list[dict[str, str]]:
