@@ -27,8 +27,8 @@ What the sampler plays from:
   played for (`update.step_seed`, the seed the synchronous loop gives torch's global generator at that
   step), never from the global generator the training thread uses; so with the same weights, a batch is
   the one the synchronous loop would have played.
-- **A tokenizer of its own** (a copy), so that evaluation in the training thread and episodes in the
-  background never share one.
+- **A tokenizer of its own** (a copy), so that evaluation in the training thread and episodes and prompts in
+  the background never share one.
 
 The trainer's recomputed log-probs differ from the sampler's by the lag: `rollout.importance_sampling:
 auto` is then "tis" (`ftkit/rl/correction.py`), as it is for vLLM.
@@ -125,11 +125,11 @@ class CopiedPolicyEngine(HFEngine):
     """The Hugging Face engine on a copy of the policy, synced by copying: `CopiedPolicyEngine(policy, tok)`.
 
     Only trainable tensors are copied; frozen ones (a LoRA base model, QLoRA's 4-bit weights, buffers)
-    are shared with the policy, which never writes them. The tokenizer is copied too.
+    are shared with the policy, which never writes them. Give it a tokenizer no other thread uses.
     """
 
     def __init__(self, policy, tokenizer, batch_size: int = 64, loop: str = "auto"):
-        super().__init__(policy_copy(policy), copy.deepcopy(tokenizer), batch_size=batch_size, loop=loop)
+        super().__init__(policy_copy(policy), tokenizer, batch_size=batch_size, loop=loop)
 
     def sync_weights(self, model) -> None:
         """Copy the policy's trainable weights into the sampler's copy (call while it is not sampling)."""

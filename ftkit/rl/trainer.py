@@ -144,10 +144,12 @@ class RLRun:
         from ftkit.vllm_engine import make_engine
 
         ro = r.rollout
-        self.engine = make_engine(ro.engine, self.policy, self.tokenizer, batch_size=ro.batch_size,
+        # Asynchronous rollouts record episodes (and the engine encodes prompts) in the background thread while
+        # evaluation tokenizes in the training thread: each thread gets a tokenizer of its own.
+        self.rollout_tokenizer = copy.deepcopy(self.tokenizer) if ro.async_steps else self.tokenizer
+        self.engine = make_engine(ro.engine, self.policy, self.rollout_tokenizer, batch_size=ro.batch_size,
                                   model_path=self.resolved.path, gpu_memory_utilization=ro.vllm_gpu_memory_utilization,
                                   seed=r.seed)
-        self.rollout_tokenizer = self.tokenizer
         if ro.async_steps:
             self._setup_async()
 
@@ -160,8 +162,7 @@ class RLRun:
             raise TrainingError("rollout.async_steps with DeepSpeed ZeRO-3: each process holds a shard of the "
                                 "weights, so the sampler cannot keep a copy of its own; use ZeRO-2 or "
                                 "rollout.async_steps: 0")
-        self.engine = own_weights_engine(self.engine, self.policy, self.tokenizer, r.rollout.batch_size)
-        self.rollout_tokenizer = copy.deepcopy(self.tokenizer)  # evaluation uses the other in the training thread
+        self.engine = own_weights_engine(self.engine, self.policy, self.rollout_tokenizer, r.rollout.batch_size)
         self.rollouts = AsyncRollouts(self.engine, self.play_step, r.rollout.async_steps, r.train.max_steps,
                                       seed=r.seed, rank=accelerator.process_index, device=accelerator.device,
                                       threads=background_threads())
