@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from gyms.base import TextEnv, check_reset_options, check_whole_number
+from gyms.errors import GymError
 
 MAX_MAX_NUMBER = 10**12
 MIN_REWARD_WHEN_SOLVED = 0.5  # what a win on the very last turn still earns
@@ -95,6 +96,13 @@ class GuessNumberEnv(TextEnv):
     1.0 within the binary-search optimum K, then linearly less down to 0.5 on the last allowed turn.
     An episode that runs out of turns earns 0.0 in total.
 
+    With `progress_reward` p > 0, every guess also earns p x the share of the range that its feedback
+    rules out (`progress`): of the numbers still possible before it, those no longer possible after it
+    (all of them when it is correct), over `max_number`. Binary search's guesses earn about p/2, p/4, ...;
+    a guess outside what the feedback so far allows, or an invalid one, earns nothing. Over an episode
+    these sum to p when it is solved (the reward is the change of a potential, Ng et al. 1999, so the
+    best strategy stays the same), and to less when it is not.
+
     ## Episode End
 
     Terminates when the number is guessed. Truncated when `max_turns` guesses (invalid ones included:
@@ -105,32 +113,38 @@ class GuessNumberEnv(TextEnv):
     - `max_number`: the range is 1 to `max_number` (2 to 10**12). Default 100. The difficulty knob:
       binary search needs one more guess each time it doubles.
     - `max_turns`: the turn limit. Default `optimal_turns(max_number) + 2` (9 for 100).
+    - `progress_reward`: p above, from 0 to 1. Default 0: the reward is the win's alone.
     - `render_mode`: None or "ansi".
 
     `reset(options={"max_number": 1000})` pins the range for one episode (and, with the default
     `max_turns`, its turn limit).
 
     Info (reset and step): `answer` (the hidden number) and `difficulty`
-    (`{"max_number": 100, "max_turns": 9}`); step adds `solved` and `format_reward` (1.0 when the action
-    was a whole number in range).
+    (`{"max_number": 100, "max_turns": 9}`); step adds `solved`, `format_reward` (1.0 when the action
+    was a whole number in range) and `progress` (the share of the range the guess ruled out).
 
     The oracle plays binary search on the feedback so far: the middle of the numbers still possible.
 
     ## Version History
 
-    - v0: initial version.
+    - v0: initial version; `progress_reward` added later (its default, 0, keeps the rewards unchanged).
     """
 
     has_oracle = True
     multi_turn = True
 
     def __init__(
-        self, max_number: int = 100, max_turns: int | None = None, render_mode: str | None = None
+        self, max_number: int = 100, max_turns: int | None = None, render_mode: str | None = None,
+        progress_reward: float = 0.0,
     ) -> None:
         super().__init__(
             render_mode=render_mode, max_observation_length=256, max_action_length=4096, max_turns=max_turns
         )
         self.max_number = check_whole_number(max_number, "max_number", 2, MAX_MAX_NUMBER)
+        if isinstance(progress_reward, bool) or not isinstance(progress_reward, (int, float)) \
+                or not 0 <= progress_reward <= 1:
+            raise GymError(f"progress_reward must be a number from 0 to 1, got {progress_reward!r}")
+        self.progress_reward = float(progress_reward)
         self._range = self.max_number  # this episode's max_number
         self._hidden = 0
         self._low, self._high = 1, self.max_number  # the numbers the feedback so far leaves possible
@@ -161,6 +175,7 @@ class GuessNumberEnv(TextEnv):
     def _step(self, action: str) -> tuple[str, float, bool, bool, dict]:
         guess = parse_guess(action, self._range)
         solved = guess == self._hidden
+        possible_before = self._high - self._low + 1
         if guess is None:
             feedback = f"invalid guess: answer with a whole number from 1 to {self._range}"
         elif guess < self._hidden:
@@ -169,12 +184,15 @@ class GuessNumberEnv(TextEnv):
             feedback, self._high = "lower", min(self._high, guess - 1)
         else:
             feedback = "correct"
+        progress = (possible_before - (0 if solved else self._high - self._low + 1)) / self._range
         reward = solved_reward(self.turn, self._range, self._turn_limit()) if solved else 0.0
+        reward += self.progress_reward * progress
         info = {
             "answer": str(self._hidden),
             "difficulty": self._difficulty(),
             "solved": solved,
             "format_reward": 0.0 if guess is None else 1.0,
+            "progress": progress,
         }
         return feedback, reward, solved, False, info
 

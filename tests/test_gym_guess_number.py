@@ -104,9 +104,30 @@ def test_reset_option_changes_range_and_default_turn_limit():
     assert gyms.make("guess_number", max_turns=4).reset(seed=0)[1]["difficulty"]["max_turns"] == 4
 
 
+def test_progress_reward_pays_the_share_of_the_range_each_guess_rules_out():
+    env = gyms.make("guess_number", max_number=16, progress_reward=0.5)
+    hidden = int(env.reset(seed=0)[1]["answer"])
+    assert 2 < hidden < 15
+    # hidden - 2 rules out 1..hidden-2; repeating it, or guessing outside what is left, rules out nothing;
+    # hidden + 2 rules out hidden+2..16; hidden + 1 then rules out itself; the win rules out the last 2.
+    guesses = [hidden - 2, hidden - 2, 1, hidden + 2, hidden + 1, hidden]
+    steps = play_guesses(env, [str(g) for g in guesses])
+    ruled_out = [hidden - 2, 0, 0, 16 - (hidden + 1), 1, 2]
+    assert [s[4]["progress"] for s in steps] == pytest.approx([n / 16 for n in ruled_out])
+    assert sum(ruled_out) == 16  # a solved episode's progress adds up to the whole range
+    assert [s[1] for s in steps] == pytest.approx([0.5 * n / 16 for n in ruled_out[:-1]] + [solved_reward(6, 16, 7) + 0.5 * 2 / 16])
+    assert steps[-1][2]  # terminated: found
+    env.reset(seed=0)
+    assert env.step("junk")[1] == 0.0  # an invalid guess earns nothing
+    unshaped = gyms.make("guess_number", max_number=16)
+    unshaped.reset(seed=0)
+    assert unshaped.step(str(hidden - 2))[1] == 0.0  # the default: the win's reward alone
+
+
 @pytest.mark.parametrize(
     ("kwargs", "named"),
-    [({"max_number": 1}, "max_number"), ({"max_number": 2.5}, "max_number"), ({"max_turns": 0}, "max_turns")],
+    [({"max_number": 1}, "max_number"), ({"max_number": 2.5}, "max_number"), ({"max_turns": 0}, "max_turns"),
+     ({"progress_reward": 2}, "progress_reward"), ({"progress_reward": "a"}, "progress_reward")],
 )
 def test_bad_arguments_are_errors(kwargs, named):
     with pytest.raises(GymError, match=named):

@@ -19,6 +19,10 @@ Rewards are per sequence (B,) for GRPO and RLOO, per token (B, T) for PPO's GAE.
   ratios, clipped as a whole (`importance_ratio(..., level="sequence")`).
 - REINFORCE++ (Hu 2025): no critic; each token's return (`discounted_returns`) is normalised over
   the whole batch of every process, so the batch's mean is the baseline.
+- Turn-level advantages for multi-turn episodes (`turn_advantages`; the turn-level credit of Zeng et
+  al. 2025, "Reinforcing Multi-Turn Reasoning in LLM Agents via Turn-Level Credit Assignment"): a
+  turn's return is the reward of that turn and the turns after it, compared with the same turn of the
+  group's other episodes, so a turn is not credited with rewards earned before it.
 """
 
 from __future__ import annotations
@@ -41,6 +45,35 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: bool = True,
         # A group with one reward (std 0) stays at 0 even with eps=0, instead of becoming 0/0.
         centred = torch.where(std > 0, centred / (std + eps), torch.zeros_like(centred))
     return centred.reshape(-1)
+
+
+def turn_advantages(turn_rewards: torch.Tensor, turn_mask: torch.Tensor, group_size: int, scale: bool = True,
+                    eps: float = 1e-4) -> torch.Tensor:
+    """Per-turn advantages (B, K) of multi-turn episodes, the G = `group_size` of a problem side by side.
+
+    `turn_rewards[i, k]` is what turn k of episode i earned and `turn_mask[i, k]` is 1 where episode i
+    played a turn k (K: the most turns of any episode). Turn k's return is the sum of the rewards from
+    turn k to the end; its advantage is that return minus the mean return at turn k of the group's
+    episodes that played a turn k, divided (if `scale`) by the std of the group's episode returns, as
+    GRPO's. A group whose episodes all earned the same in total gets 0 everywhere, as in GRPO.
+
+        turn_advantages(torch.tensor([[0., 1.], [0., 0.]]), torch.ones(2, 2), 2, scale=False)  # [[.5, .5], [-.5, -.5]]
+    """
+    if turn_rewards.shape != turn_mask.shape or turn_rewards.dim() != 2 or len(turn_rewards) % group_size:
+        raise ValueError(f"turn_rewards and turn_mask must both be (B, K) with B a multiple of group_size={group_size}, "
+                         f"got {tuple(turn_rewards.shape)} and {tuple(turn_mask.shape)}")
+    mask = turn_mask.float()
+    returns = (turn_rewards.float() * mask).flip(1).cumsum(1).flip(1)  # reward-to-go of each turn
+    returns = returns.reshape(-1, group_size, returns.shape[1])
+    mask = mask.reshape(returns.shape)
+    mean = (returns * mask).sum(1, keepdim=True) / mask.sum(1, keepdim=True).clamp(min=1)
+    centred = (returns - mean) * mask
+    totals = returns[:, :, 0]  # every episode plays a first turn: its return is the episode's
+    std = totals.std(dim=1, keepdim=True).unsqueeze(2)  # unbiased, as group_advantages'
+    varied = std > 0
+    if scale:
+        centred = centred / (std + eps)
+    return torch.where(varied, centred, torch.zeros_like(centred)).reshape(turn_rewards.shape)
 
 
 def rloo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:

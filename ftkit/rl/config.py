@@ -120,6 +120,11 @@ class RLTrainSection(Section):
         "token", description='"token": one probability ratio per token; "sequence": one per episode, the geometric '
                              "mean of its tokens' (GSPO), clipped as a whole."
     )
+    advantage_level: Literal["episode", "turn"] = Field(
+        "episode", description='GRPO, DAPO, GSPO: "episode": every token of an episode gets its advantage; "turn": each '
+                               "turn's tokens get the turn's own, from the rewards of that turn and the later ones, "
+                               "against the same turn of its group's other episodes (multi-turn gyms)."
+    )
     mask_truncated_completions: bool = Field(
         False, description="Leave out of the loss every action cut by max_completion_length (DAPO's overlong "
                            "filtering); its episode's reward still counts in its group."
@@ -174,7 +179,7 @@ class CurriculumSection(Section):
 
 
 class RewardModelSection(Section):
-    path: str = Field(description="Reward model folder written by `ftkit rm` (a sequence-classification model).")
+    path: str = Field(description="Reward model folder written by `ftkit rm` (either reward_head).")
     weight: float = Field(1.0, description="The reward model's score is multiplied by this and added.")
     verifier_weight: float = Field(
         0.0, ge=0, description="Weight of the gym's own reward beside it (0: the reward model alone)."
@@ -195,6 +200,7 @@ class RLEvalSection(Section):
 # The algorithms (`algo`); those that compare the episodes of one problem need num_generations >= 2.
 Algo = Literal["grpo", "rloo", "ppo", "dapo", "gspo", "reinforce_plus_plus", "reinforce_plus_plus_baseline"]
 GROUP_ALGOS = ("grpo", "rloo", "dapo", "gspo", "reinforce_plus_plus_baseline")
+TURN_LEVEL_ALGOS = ("grpo", "dapo", "gspo")  # train.advantage_level "turn": GRPO's advantages, turn by turn
 
 # DAPO and GSPO are GRPO with their papers' settings: `algo: dapo` and `algo: gspo` set these keys where a
 # recipe leaves them out (each key also works on its own, with any algo). Keys grouped in one dict are set
@@ -267,6 +273,11 @@ class RLRecipe(Section):
             if given != value:
                 raise ValueError(f'algo {self.algo} is GRPO with {section}.{key} "{value}" (got "{given}"): for '
                                  f'{key} "{given}" with the rest of {self.algo}\'s settings, use algo grpo')
+        if self.train.advantage_level == "turn" and self.algo not in TURN_LEVEL_ALGOS:
+            why = ("it already credits each token with the rewards from it on" if self.algo in ("ppo", "reinforce_plus_plus")
+                   else "use algo grpo")
+            raise ValueError(f'train.advantage_level "turn" is for algo {", ".join(TURN_LEVEL_ALGOS)}, not {self.algo}: '
+                             f"{why}")
         _check_dynamic_filtering_and_overlong(ro)
         return self
 
@@ -417,6 +428,8 @@ TRL_NAMES: dict[str, TrlName] = {
     "train.epsilon": TrlName("epsilon"),
     "train.epsilon_high": TrlName("epsilon_high"),
     "train.importance_sampling_level": TrlName("importance_sampling_level"),
+    "train.advantage_level": TrlName(None, "TRL's completion is one answer, so its advantages are per completion; "
+                                           "a multi-turn episode here has turns to credit apart"),
     "train.mask_truncated_completions": TrlName(
         "mask_truncated_completions", "in a multi-turn episode only the actions that were cut are left out (TRL's "
                                       "completion is the whole episode)"),

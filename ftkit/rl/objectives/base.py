@@ -114,6 +114,29 @@ class Objective(ABC):
         return loss, stats
 
 
+def turn_structure(batch: ScoredBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each episode's turns: (turn_rewards (B, K), turn_mask (B, K), token_turn (B, L - 1)).
+
+    K is the most turns of any episode; `turn_rewards[i, k]` is what turn k earned (shaping included, as
+    `Episode.reward_positions` holds it) and `token_turn[i, t]` the turn a loss-mask position belongs to:
+    an action's tokens run from after the previous action's last token to its own last token.
+    """
+    episodes, columns = batch.episodes, batch.tensors["loss_mask"].shape[1]
+    K = max(len(e.reward_positions) for e in episodes)
+    turn_rewards, turn_mask = torch.zeros(len(episodes), K), torch.zeros(len(episodes), K)
+    token_turn = torch.zeros(len(episodes), columns, dtype=torch.long)
+    positions = torch.arange(columns)
+    for row, episode in enumerate(episodes):
+        n = len(episode.reward_positions)
+        turn_rewards[row, :n] = torch.tensor([reward for _, reward in episode.reward_positions])
+        turn_mask[row, :n] = 1
+        # loss-mask column end - 1 predicts the action's last token (input_ids[end])
+        last = torch.tensor([end - 1 for end, _ in episode.reward_positions])
+        token_turn[row] = torch.searchsorted(last, positions).clamp(max=n - 1)
+    device = batch.tensors["loss_mask"].device
+    return turn_rewards.to(device), turn_mask.to(device), token_turn.to(device)
+
+
 def kl_shaped_token_rewards(batch: ScoredBatch, beta: float) -> torch.Tensor:
     """Per-token rewards (B, L - 1), each turn's on its action's last token, minus beta x (log p - log p_ref)
     on every policy token when there is a reference (InstructGPT's KL-shaped reward: PPO, REINFORCE++)."""
