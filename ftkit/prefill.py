@@ -58,6 +58,9 @@ class CachedRows:
             attention_mask = torch.ones_like(input_ids)
         self.attention_mask = torch.cat([self.attention_mask, attention_mask.to(self.attention_mask.dtype)], dim=1)
         positions = self.next_position[:, None] + torch.arange(input_ids.shape[1], device=input_ids.device)
+        # A row whose tokens end near the context limit, beside longer ones, would have its padding placed
+        # past the last position a learned position table (GPT-2's) holds: 0 is always in it.
+        positions = positions.masked_fill(attention_mask == 0, 0)
         self.next_position = self.next_position + attention_mask.sum(dim=1)
         return model(input_ids=input_ids, attention_mask=self.attention_mask, position_ids=positions,
                      use_cache=True, **{CACHE_KEYWORD: self.cache}, **kwargs)
