@@ -328,17 +328,12 @@ def load_rl_recipe(path: str | Path | None, overrides: list[str] | None = None,
 
 # ftkit's former names of keys that now have TRL's GRPOConfig names.
 RENAMED_KEYS = {
-    "rollout.group_size": "rollout.num_generations",
-    "rollout.max_new_tokens": "rollout.max_completion_length",
+    "rollout.group_size": "rollout.num_generations", "rollout.max_new_tokens": "rollout.max_completion_length",
     "rollout.gpu_memory_utilization": "rollout.vllm_gpu_memory_utilization",
-    "train.steps": "train.max_steps",
-    "train.save_every": "train.save_steps",
-    "train.lr_schedule": "train.lr_scheduler_type",
-    "train.epochs": "train.num_iterations",
+    "train.steps": "train.max_steps", "train.save_every": "train.save_steps",
+    "train.lr_schedule": "train.lr_scheduler_type", "train.epochs": "train.num_iterations",
     "train.micro_batch_size": "train.per_device_train_batch_size",
-    "train.clip_eps": "train.epsilon",
-    "train.kl_coef": "train.beta",
-    "train.loss_aggregation": "train.loss_type",
+    "train.clip_eps": "train.epsilon", "train.kl_coef": "train.beta", "train.loss_aggregation": "train.loss_type",
 }
 _RENAME_NOTES = {"train.loss_aggregation": '; "token" is "dapo", "sequence" is "grpo"'}
 
