@@ -65,7 +65,8 @@ class AsyncRollouts:
     """The background sampler: `batch, version = rollouts.take(step, policy, options)` at every step.
 
     `engine` samples from weights of its own (`own_weights_engine`); `play` runs one step's rollout with
-    it. `threads` is the background thread's count of torch intra-op threads (each thread has its own).
+    it. `threads` torch intra-op threads are split between the background thread and the training thread,
+    which should take `training_threads` while they run side by side (each thread has its own count).
     """
 
     def __init__(self, engine, play: PlayFn, steps_ahead: int, max_steps: int, *, seed: int, rank: int,
@@ -75,9 +76,10 @@ class AsyncRollouts:
         self.ahead = steps_ahead
         self.max_steps = max_steps
         self.seed, self.rank, self.device = seed, rank, torch.device(device)
+        self.training_threads, sampler_threads = split_threads(threads)
         # One worker: batches are played one after another, in step order, by weights synced in between.
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="ftkit-rollout", initializer=torch.set_num_threads,
-                                           initargs=(threads,))
+                                           initargs=(sampler_threads,))
         self.pending: dict[int, tuple[int, Future]] = {}  # step -> (policy version that plays it, its batch)
 
     def take(self, step: int, policy, options: Any) -> tuple[RolloutBatch, int]:
@@ -119,6 +121,18 @@ class AsyncRollouts:
         """Stop the background thread: the batch being played is finished, those queued are dropped."""
         self.executor.shutdown(wait=True, cancel_futures=True)
         self.pending.clear()
+
+
+def split_threads(total: int) -> tuple[int, int]:
+    """(training thread's, sampler's) torch intra-op threads: `total` shared, at least one each.
+
+    Two threads each asking for every core would run more OpenMP threads than there are cores, and a team
+    member that loses its core holds the rest of its team at the next barrier: on the 2-core machine this
+    was written on, loaded by other jobs, the arithmetic recipe took 2.5 s per step with 2 threads and 0.5 s
+    with 1 (bench/rl_async.py).
+    """
+    sampler = max(1, total // 2)
+    return max(1, total - sampler), sampler
 
 
 class CopiedPolicyEngine(HFEngine):

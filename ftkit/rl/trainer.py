@@ -165,7 +165,7 @@ class RLRun:
         self.engine = own_weights_engine(self.engine, self.policy, self.rollout_tokenizer, r.rollout.batch_size)
         self.rollouts = AsyncRollouts(self.engine, self.play_step, r.rollout.async_steps, r.train.max_steps,
                                       seed=r.seed, rank=accelerator.process_index, device=accelerator.device,
-                                      threads=background_threads())
+                                      threads=torch.get_num_threads())
 
     def _restore(self, checkpoint: Path) -> None:
         state = self.checkpoints.restore(checkpoint, self.learner)
@@ -193,10 +193,14 @@ class RLRun:
         # Frozen, collections skip them; unfrozen afterwards, they can be collected again.
         gc.collect()
         gc.freeze()
+        threads = torch.get_num_threads()
+        if self.rollouts is not None:  # the training thread leaves the background sampler its share of the cores
+            torch.set_num_threads(self.rollouts.training_threads)
         try:
             self._train_steps()
         finally:
             gc.unfreeze()
+            torch.set_num_threads(threads)
             if self.rollouts is not None:
                 self.rollouts.close()
 
@@ -335,12 +339,6 @@ class RLRun:
         save_value_head(self.accelerator, self.learner.value_head, self.run_dir)
         TrainingData(gym=self.task.gym, train_seed=self.recipe.gym.train_seed, eval_seed=self.recipe.eval.seed,
                      trained_with=f"ftkit rl ({self.recipe.algo})").save(self.model_dir)
-
-
-def background_threads() -> int:
-    """Torch intra-op threads for the background sampler (each thread has its own count): half of the
-    training thread's, so that the two together do not ask for more cores than there are."""
-    return max(1, torch.get_num_threads() // 2)
 
 
 def _mixed_precision(recipe: RLRecipe) -> str:
