@@ -61,8 +61,8 @@
   function duration(s) {
     if (typeof s !== "number") return "—";
     if (s < 120) return s.toFixed(0) + " s";
-    const m = Math.floor(s / 60);
-    return m < 120 ? m + " min " + Math.round(s - 60 * m) + " s" : (s / 3600).toFixed(1) + " h";
+    const whole = Math.round(s), m = Math.floor(whole / 60);  // rounded first: 239.6 s is 4 min 0 s, not 3 min 60 s
+    return m < 120 ? m + " min " + (whole - 60 * m) + " s" : (s / 3600).toFixed(1) + " h";
   }
   const when = (t) => new Date(t * 1000).toLocaleString();
   const multi = RUNS.length > 1;
