@@ -41,6 +41,59 @@ def tiny(tmp_path_factory):
     return lambda: (AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder))
 
 
+class VersionedEngine:
+    """Stands for an engine with weights of its own: which policy version it holds, and its syncs."""
+
+    def __init__(self):
+        self.version = 0
+        self.syncs: list[int] = []
+
+    def sync_weights(self, policy) -> None:
+        self.version = policy["version"]
+        self.syncs.append(policy["version"])
+
+
+def play_ahead(engine: VersionedEngine, steps_ahead: int, steps: range, max_steps: int) -> tuple[list[int], list[int]]:
+    """Take the batches of `steps` (the policy's version going up by one per step); (lags, versions that played)."""
+    import time
+
+    from ftkit.rl.async_rollout import AsyncRollouts
+    from ftkit.rl.rollout import RolloutBatch
+
+    played = {}
+
+    def play(step, options, generator):
+        time.sleep(0.005)  # the trainer runs on meanwhile
+        played[step] = engine.version
+        return RolloutBatch([], 0, 0.0)
+
+    rollouts = AsyncRollouts(engine, play, steps_ahead, max_steps, seed=0, rank=0)
+    lags, versions = [], []
+    try:
+        for step in steps:
+            _, version = rollouts.take(step, {"version": step}, None)
+            lags.append(step - version)
+            versions.append(played[step])
+            assert played[step] == version  # each batch was played by the weights it says
+    finally:
+        rollouts.close()
+    return lags, versions
+
+
+def test_the_schedule_syncs_every_n_steps_and_plays_each_batch_by_the_version_it_names():
+    engine = VersionedEngine()
+    lags, _ = play_ahead(engine, 2, range(7), max_steps=7)
+    assert lags == [0, 1, 2, 1, 2, 1, 2] and engine.syncs == [0, 2, 4]  # none after the last step
+    engine = VersionedEngine()
+    assert play_ahead(engine, 1, range(4), max_steps=4)[0] == [0, 1, 1, 1] and engine.syncs == [0, 1, 2]
+    # Resumed at step 3 from a checkpoint without batches played ahead: played on demand by the current
+    # weights (lag 0) until the next sync point, never by weights older than they claim.
+    engine = VersionedEngine()
+    engine.version = 3
+    lags, versions = play_ahead(engine, 2, range(3, 7), max_steps=7)
+    assert lags == [0, 0, 1, 2] and versions == [3, 4, 4, 4] and engine.syncs == [3, 4]
+
+
 def test_async_rollouts_train_with_the_lag_logged_and_corrected(tmp_path, first_byte_gym):
     recipe = rl_recipe(tmp_path, rollout={"async_steps": 1}, train={"max_steps": 5, "learning_rate": 1e-2},
                        eval={"n": 8, "every_steps": 2})

@@ -7,8 +7,8 @@ then at every N-th step t, the trainer takes the batch for t, waits until the sa
 the policy's weights (version t: t updates made) into the sampler, and hands it the batches for steps
 t+1..t+N; then it trains step t while the sampler plays them, one after another. So the batch of a step
 s > 0 comes from the policy of step N * floor((s - 1) / N): between 1 and N versions old (logged per step
-as `async_lag`), and with N = 1 always the previous step's policy. A step then costs about the larger of
-its rollout and its update instead of their sum.
+as `async_lag`), and with N = 1 always the previous step's policy. A step then costs, at best, the larger
+of its rollout and its update instead of their sum (bench/rl_async.py measures how close it gets).
 
 Why a fixed schedule rather than "whatever the sampler has when it is free" (PipelineRL, prime-rl): the
 version each batch is played by, and so the run, do not depend on how fast the two threads happened
@@ -81,6 +81,7 @@ class AsyncRollouts:
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="ftkit-rollout", initializer=torch.set_num_threads,
                                            initargs=(sampler_threads,))
         self.pending: dict[int, tuple[int, Future]] = {}  # step -> (policy version that plays it, its batch)
+        self.synced: int | None = None  # the policy version the sampler's weights were last synced to
 
     def take(self, step: int, policy, options: Any) -> tuple[RolloutBatch, int]:
         """The batch for `step` and the policy version it was played by (waiting for it if need be).
@@ -88,17 +89,25 @@ class AsyncRollouts:
         At step 0 and every `steps_ahead`-th step, the sampler then gets the policy's weights and the
         next batches to play; `options` are the gym's reset options for them (a curriculum's level).
         """
-        if step not in self.pending:  # step 0, or a resume from a checkpoint written without async rollouts
+        if step not in self.pending:  # step 0, or a resume from a checkpoint written without these batches
+            self._sync(policy, step)
             self._submit(step, step, options)
         version, future = self.pending.pop(step)
         batch = future.result()
-        if step % self.ahead == 0:
-            for _, waiting in self.pending.values():  # the sampler must be idle to take new weights
-                waiting.result()
-            self.engine.sync_weights(policy)
-            for later in range(step + 1, min(step + self.ahead, self.max_steps - 1) + 1):
-                self._submit(later, step, options)
+        later = range(step + 1, min(step + self.ahead, self.max_steps - 1) + 1)
+        if step % self.ahead == 0 and later:
+            self._sync(policy, step)
+            for ahead in later:
+                self._submit(ahead, step, options)
         return batch, version
+
+    def _sync(self, policy, version: int) -> None:
+        """Give the sampler the policy's weights (version `version`), once it has played what it was given."""
+        for _, waiting in self.pending.values():  # the sampler must be idle to take new weights
+            waiting.result()
+        if self.synced != version:
+            self.engine.sync_weights(policy)
+            self.synced = version
 
     def _submit(self, step: int, version: int, options: Any) -> None:
         generator = torch.Generator(device=self.device).manual_seed(step_seed(self.seed, step, self.rank))
