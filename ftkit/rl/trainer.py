@@ -113,6 +113,10 @@ class RLRun:
         result = self.evaluate(final=True)
         summary = self.report.write_summary(result, self.resolved, self.step, self.wall_time_s,
                                             self.learner.parameters, self.resume)
+        # Every process waits for the main one's summary and report first: a process that tore down its
+        # process group while the main one was still writing aborted at exit ("terminate called without
+        # an active exception", seen under load in the two-process kill test).
+        self.accelerator.wait_for_everyone()
         self.accelerator.end_training()  # without it, multi-process runs may abort at exit
         return summary
 
