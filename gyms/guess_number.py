@@ -96,12 +96,13 @@ class GuessNumberEnv(TextEnv):
     1.0 within the binary-search optimum K, then linearly less down to 0.5 on the last allowed turn.
     An episode that runs out of turns earns 0.0 in total.
 
-    With `progress_reward` p > 0, every guess also earns p x the share of the range that its feedback
-    rules out (`progress`): of the numbers still possible before it, those no longer possible after it
-    (all of them when it is correct), over `max_number`. Binary search's guesses earn about p/2, p/4, ...;
-    a guess outside what the feedback so far allows, or an invalid one, earns nothing. Over an episode
-    these sum to p when it is solved (the reward is the change of a potential, Ng et al. 1999, so the
-    best strategy stays the same), and to less when it is not.
+    With `progress_reward` p > 0, the win earns (1 - p) x `solved_reward`, and every guess also earns
+    p x the share of the range that its feedback rules out (`progress`): of the numbers still possible
+    before it, those no longer possible after it (all of them when it is correct), over `max_number`.
+    Binary search's guesses earn about p/2, p/4, ...; a guess outside what the feedback so far allows, an
+    invalid one, or one with more lines after it (several answers: only a clean guess is paid), earns nothing. Over a solved episode the progress adds up to p (it is the change of
+    a potential, Ng et al. 1999, so the best strategy stays the same), so an episode still earns at most
+    1.0 and the oracle's exactly 1.0; an unsolved one earns p x the share it ruled out.
 
     ## Episode End
 
@@ -113,7 +114,7 @@ class GuessNumberEnv(TextEnv):
     - `max_number`: the range is 1 to `max_number` (2 to 10**12). Default 100. The difficulty knob:
       binary search needs one more guess each time it doubles.
     - `max_turns`: the turn limit. Default `optimal_turns(max_number) + 2` (9 for 100).
-    - `progress_reward`: p above, from 0 to 1. Default 0: the reward is the win's alone.
+    - `progress_reward`: p above, from 0 to 1 (excluded). Default 0: the reward is the win's alone.
     - `render_mode`: None or "ansi".
 
     `reset(options={"max_number": 1000})` pins the range for one episode (and, with the default
@@ -142,8 +143,8 @@ class GuessNumberEnv(TextEnv):
         )
         self.max_number = check_whole_number(max_number, "max_number", 2, MAX_MAX_NUMBER)
         if isinstance(progress_reward, bool) or not isinstance(progress_reward, (int, float)) \
-                or not 0 <= progress_reward <= 1:
-            raise GymError(f"progress_reward must be a number from 0 to 1, got {progress_reward!r}")
+                or not 0 <= progress_reward < 1:
+            raise GymError(f"progress_reward must be a number from 0 to less than 1, got {progress_reward!r}")
         self.progress_reward = float(progress_reward)
         self._range = self.max_number  # this episode's max_number
         self._hidden = 0
@@ -184,9 +185,10 @@ class GuessNumberEnv(TextEnv):
             feedback, self._high = "lower", min(self._high, guess - 1)
         else:
             feedback = "correct"
-        progress = (possible_before - (0 if solved else self._high - self._low + 1)) / self._range
-        reward = solved_reward(self.turn, self._range, self._turn_limit()) if solved else 0.0
-        reward += self.progress_reward * progress
+        clean = guess is not None and "\n" not in action.strip()
+        progress = (possible_before - (0 if solved else self._high - self._low + 1)) / self._range if clean else 0.0
+        win = solved_reward(self.turn, self._range, self._turn_limit()) if solved else 0.0
+        reward = (1.0 - self.progress_reward) * win + self.progress_reward * progress
         info = {
             "answer": str(self._hidden),
             "difficulty": self._difficulty(),

@@ -115,10 +115,22 @@ def test_progress_reward_pays_the_share_of_the_range_each_guess_rules_out():
     ruled_out = [hidden - 2, 0, 0, 16 - (hidden + 1), 1, 2]
     assert [s[4]["progress"] for s in steps] == pytest.approx([n / 16 for n in ruled_out])
     assert sum(ruled_out) == 16  # a solved episode's progress adds up to the whole range
-    assert [s[1] for s in steps] == pytest.approx([0.5 * n / 16 for n in ruled_out[:-1]] + [solved_reward(6, 16, 7) + 0.5 * 2 / 16])
+    assert [s[1] for s in steps] == pytest.approx([0.5 * n / 16 for n in ruled_out[:-1]]
+                                                  + [0.5 * solved_reward(6, 16, 7) + 0.5 * 2 / 16])
     assert steps[-1][2]  # terminated: found
+    oracle_total = 0.0  # binary search: an episode still earns 1.0 in all
+    env.reset(seed=0)
+    while True:
+        _, reward, terminated, truncated, _ = env.step(gyms.oracle(env))
+        oracle_total += reward
+        if terminated or truncated:
+            break
+    assert oracle_total == pytest.approx(1.0)
     env.reset(seed=0)
     assert env.step("junk")[1] == 0.0  # an invalid guess earns nothing
+    assert env.step(f"{hidden - 2}\n{hidden + 2}")[1] == 0.0  # nor one with more answers on other lines
+    env.reset(seed=0)
+    assert env.step(f"{hidden - 2}\n")[1] == pytest.approx(0.5 * (hidden - 2) / 16)  # a clean guess is paid
     unshaped = gyms.make("guess_number", max_number=16)
     unshaped.reset(seed=0)
     assert unshaped.step(str(hidden - 2))[1] == 0.0  # the default: the win's reward alone
@@ -127,7 +139,7 @@ def test_progress_reward_pays_the_share_of_the_range_each_guess_rules_out():
 @pytest.mark.parametrize(
     ("kwargs", "named"),
     [({"max_number": 1}, "max_number"), ({"max_number": 2.5}, "max_number"), ({"max_turns": 0}, "max_turns"),
-     ({"progress_reward": 2}, "progress_reward"), ({"progress_reward": "a"}, "progress_reward")],
+     ({"progress_reward": 1}, "progress_reward"), ({"progress_reward": "a"}, "progress_reward")],
 )
 def test_bad_arguments_are_errors(kwargs, named):
     with pytest.raises(GymError, match=named):
