@@ -41,6 +41,25 @@ def tiny_recipe(tmp_path):
     return make
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """A randomly initialised scratch:tiny model folder (seed 0), built once and only read by tests."""
+    from ftkit.scratch import build_scratch
+
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    build_scratch("tiny", str(path))
+    return str(path)
+
+
+def write_pairs_folder(folder, pairs: list[dict]) -> str:
+    """A preference-pairs dataset folder as `ftkit collect pairs` writes it: all but the last 4 rows train,
+    those 4 are the validation split."""
+    from data_tools.store import write_dataset
+
+    write_dataset(folder, {"train": pairs[:-4], "validation": pairs[-4:]}, {"kind": "pairs", "command": "test"})
+    return str(folder)
+
+
 @pytest.fixture
 def temporary_gym():
     """Register a gym for one test only: `temporary_gym("ftkit/Toy-v0", ToyEnv, "toy")`.

@@ -21,14 +21,6 @@ def _error_line(capsys) -> str:
     return err
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from ftkit.scratch import build_scratch
-
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    build_scratch("tiny", str(path))
-    return str(path)
-
 
 def _rollout_rows():
     """Two problems, four samples each, with known rewards (as `collect rollouts` writes them)."""

@@ -6,9 +6,9 @@ import json
 
 import pytest
 import torch
+from conftest import write_pairs_folder
 from safetensors.torch import load_file
 
-from data_tools.store import write_dataset
 from ftkit.cli import main
 from ftkit.config import validate_recipe
 
@@ -18,18 +18,8 @@ PAIRS = [{"prompt": f"{a}+{b}=", "chosen": str(a + b), "rejected": "no idea"} fo
 
 @pytest.fixture
 def pairs_folder(tmp_path):
-    folder = tmp_path / "pairs"
-    write_dataset(folder, {"train": PAIRS[:20], "validation": PAIRS[20:]}, {"kind": "pairs", "command": "test"})
-    return str(folder)
+    return write_pairs_folder(tmp_path / "pairs", PAIRS)
 
-
-@pytest.fixture
-def tiny_model(tmp_path):
-    from ftkit.scratch import build_scratch
-
-    path = tmp_path / "base"
-    build_scratch("tiny", str(path))
-    return str(path)
 
 
 def preference_recipe(tmp_path, kind: str, data_path: str, model: str, **extra) -> dict:
@@ -149,9 +139,8 @@ def test_reward_model_on_conversational_pairs_scores_the_conversations_it_traine
     from ftkit import preference
     from ftkit.preference import RewardScorer
 
-    folder = tmp_path / "chat_pairs"
-    write_dataset(folder, {"train": CHAT_PAIRS[:20], "validation": CHAT_PAIRS[20:]}, {"kind": "pairs", "command": "test"})
-    recipe = validate_recipe(preference_recipe(tmp_path, "rm", str(folder), smol_model_dir,
+    folder = write_pairs_folder(tmp_path / "chat_pairs", CHAT_PAIRS)
+    recipe = validate_recipe(preference_recipe(tmp_path, "rm", folder, smol_model_dir,
                                                train={"max_steps": 2, "per_device_train_batch_size": 4,
                                                       "learning_rate": 1e-3, "max_length": 64},
                                                eval={"n": 0, "samples": 2}))

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
+from conftest import write_pairs_folder
 
-from data_tools.store import write_dataset
 from ftkit.cli import main
 from ftkit.config import validate_recipe
 from ftkit.preference import sequence_logprob
@@ -19,18 +19,8 @@ PAIRS = [{"prompt": f"{a}+{b}=", "chosen": f"{a + b:02d}", "rejected": "no"} for
 
 @pytest.fixture
 def pairs_folder(tmp_path):
-    folder = tmp_path / "pairs"
-    write_dataset(folder, {"train": PAIRS[:20], "validation": PAIRS[20:]}, {"kind": "pairs", "command": "test"})
-    return str(folder)
+    return write_pairs_folder(tmp_path / "pairs", PAIRS)
 
-
-@pytest.fixture
-def tiny_model(tmp_path):
-    from ftkit.scratch import build_scratch
-
-    path = tmp_path / "base"
-    build_scratch("tiny", str(path))
-    return str(path)
 
 
 def rm_recipe(tmp_path, data_path: str, model: str, **extra) -> dict:

@@ -130,14 +130,6 @@ def test_rl_progress_logs_first_and_last_steps_only(monkeypatch):
                        "step 300/300  reward 1.000  solved 50%  1,000 rollout tok/s"]
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from ftkit.scratch import build_scratch
-
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    build_scratch("tiny", str(path))
-    return str(path)
-
 
 @pytest.mark.parametrize(("seconds", "expected_lines"), [("3600", 2), ("0", 12)])
 def test_collect_rollouts_off_a_terminal_prints_lines_by_time_not_by_chunk(tiny_model, tmp_path, monkeypatch, capsys,
