@@ -12,6 +12,7 @@ own fields and types rather than a copy of them that would drift.
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -467,3 +468,19 @@ def parse_key_values(items: list[str]) -> dict[str, Any]:
                           "write mappings with a space after each colon, e.g. gym.kwargs={digits: 2}") from None
     except OmegaConfBaseException as exc:
         raise ConfigError(f"cannot parse {' '.join(items)}: {str(exc).splitlines()[0]}") from None
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"train.learning_rate": 1e-4, ...}: a recipe (or any nested mapping) as dotted keys, for a tracker's
+    config or a report's recipe diff; lists and empty mappings become JSON text, as trackers take single
+    values only.
+
+        flatten({"train": {"learning_rate": 1e-4}, "stop": ["."]})   # {"train.learning_rate": 0.0001, "stop": '["."]'}
+    """
+    if isinstance(tree, dict) and (tree or not prefix):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    scalar = isinstance(tree, (str, int, float, bool)) or tree is None
+    return {prefix: tree if scalar else json.dumps(tree)}

@@ -17,7 +17,6 @@ library is missing, is a one-line error before the run folder is made.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from typing import Any
 
@@ -79,19 +78,9 @@ def require(names: list[str]) -> None:
 def recipe_config(recipe) -> dict[str, Any]:
     """The resolved recipe as a tracker's config: flat `recipe.section.key` keys, lists as JSON text
     (TensorBoard's hyperparameters and MLflow's parameters take single values only)."""
-    flat: dict[str, Any] = {}
+    from ftkit.config import flatten  # here, not at the top: ftkit.config imports this module
 
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict) and value:
-            for key, inner in value.items():
-                walk(f"{prefix}.{key}", inner)
-        elif isinstance(value, (list, dict)):
-            flat[prefix] = json.dumps(value)
-        else:
-            flat[prefix] = value
-
-    walk("recipe", recipe.model_dump(mode="json"))
-    return flat
+    return flatten(recipe.model_dump(mode="json"), "recipe")
 
 
 def numeric(record: dict[str, Any]) -> dict[str, float]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from ftkit.config import flatten
 from ftkit.errors import FtkitError
 from ftkit.report import BY_DIFFICULTY
 from ftkit.report.episodes import dataset_items, eval_sample_items, trajectory_items
@@ -173,17 +174,6 @@ def _warnings(folder: Path, summary: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({"step": stopped.get("step"), "key": "stop_when",
                     "message": f"eval.stop_when held: training stopped early ({stopped.get('accuracy')})"})
     return out
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """{"train.learning_rate": 1e-4, ...}: nested mappings as dotted keys, lists as JSON text."""
-    if not isinstance(tree, dict):
-        return {prefix: tree if isinstance(tree, (str, int, float, bool)) or tree is None else json.dumps(tree)}
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        out.update(flatten(value, f"{prefix}{key}.") if isinstance(value, dict) and value else
-                   flatten(value, f"{prefix}{key}"))
-    return {k.rstrip("."): v for k, v in out.items()}
 
 
 def recipe_diff(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
