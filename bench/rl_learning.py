@@ -9,6 +9,7 @@ fair on a busy machine) or wall-clock minutes (`--minutes M`, the default: 20).
     python bench/rl_learning.py                       # 7 objectives x 2 gyms, 20 minutes of training each
     python bench/rl_learning.py --steps 5 --eval-n 50 --algos grpo ppo   # a smoke test
     python bench/rl_learning.py --jobs 2 --skip-guess-number
+    python bench/rl_learning.py --steps 600 --guess-number-steps 200 --threads 1 --skip-arithmetic  # guess_number only
 
 The objectives: grpo, dr_grpo (GRPO with `train.scale_rewards=none`: no division by the group's std,
 Liu et al. 2025), rloo, ppo, dapo, gspo and reinforce_plus_plus (`--algos` also takes
@@ -113,7 +114,7 @@ def run_recipe(job: dict, args: argparse.Namespace, threads: int) -> dict:
 def jobs(args: argparse.Namespace) -> list[dict]:
     """The runs to make: each objective on arithmetic, then (unless skipped) on guess_number."""
     out = []
-    for objective in args.algos:
+    for objective in [] if args.skip_arithmetic else args.algos:
         algo, recipe, extra = OBJECTIVES[objective]
         out.append({"objective": objective, "gym": "arithmetic", "name": f"{objective}_arithmetic",
                     "recipe": recipe, "overrides": [f"model.name={args.model}", f"algo={algo}", *extra]})
@@ -199,6 +200,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--eval-n", type=int, default=500, help="held-out problems (episodes) scored")
     parser.add_argument("--skip-guess-number", action="store_true")
+    parser.add_argument("--skip-arithmetic", action="store_true", help="only guess_number's runs")
     parser.add_argument("--jobs", type=int, default=1,
                         help="run this many trainings at once, splitting --threads between them")
     args = parser.parse_args()
@@ -231,7 +233,8 @@ def main() -> None:
     print(f"\n{len(todo)} runs, {threads} thread(s) each, {args.jobs} at a time; logs in {OUT}/<run>.log")
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each run is its own process
         results = list(pool.map(lambda job: run_recipe(job, args, threads), todo))
-    tables = [arithmetic_table([r for r in results if r["gym"] == "arithmetic"], start, args, threads)]
+    arithmetic = [r for r in results if r["gym"] == "arithmetic"]
+    tables = [arithmetic_table(arithmetic, start, args, threads)] if arithmetic else []
     guess = [r for r in results if r["gym"] == "guess_number"]
     if guess:
         tables.append(guess_number_table(guess, args, threads))

@@ -181,15 +181,27 @@ class MetricsLog:
             f.write(json.dumps(clean) + "\n")
 
     def read(self) -> list[dict[str, Any]]:
-        if not self.path.is_file():
-            return []
-        with self.path.open() as f:
-            return [json.loads(line) for line in f if line.strip()]
+        return read_jsonl(self.path)
 
     def truncate_after(self, step: int) -> None:
         """On resume, drop records past the checkpoint's step: training will log them again."""
         kept = [r for r in self.read() if r.get("step", 0) <= step]
         write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every whole record of a JSONL file that may be being appended to, or was cut by a kill mid-write: a
+    line that does not parse is skipped (and `MetricsLog.truncate_after` drops it on resume)."""
+    if not path.is_file():
+        return []
+    out = []
+    with path.open() as f:
+        for line in f:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
 
 
 def _json_number(value: Any) -> Any:

@@ -208,7 +208,9 @@ class SFTRun:
         )
         # With disable_tqdm, transformers prints every log dict; ftkit's progress bar replaces it.
         self.trainer.remove_callback(PrinterCallback)
-        trackers.attach_to_trainer(self.trainer, self.recipe)  # TensorBoard into the run folder, the recipe as config
+        # TensorBoard into the run folder, the recipe as config; a --resume hides the killed run's later steps.
+        resumed = last_complete_checkpoint(self.run_dir / "checkpoints") if self.resume else None
+        trackers.attach_to_trainer(self.trainer, self.recipe, resumed_at=checkpoint_step(resumed) if resumed else 0)
         trainable, total = count_parameters(self.trainer.model)
         self.params = {"trainable": trainable, "total": total}
 

@@ -111,9 +111,10 @@ def trl_settings(recipe) -> dict[str, Any]:
     return {"report_to": list(names), "run_name": recipe.name, "project": PROJECT}
 
 
-def attach_to_trainer(trainer, recipe) -> None:
+def attach_to_trainer(trainer, recipe, resumed_at: int = 0) -> None:
     """After TRL's trainer is made: TensorBoard into runs/NAME/tensorboard/ (transformers would pick
-    checkpoints/runs/DATE_HOST/), and the recipe added to each tracker's config when training begins."""
+    checkpoints/runs/DATE_HOST/), and the recipe added to each tracker's config when training begins.
+    `resumed_at`: the step of the checkpoint a --resume starts from (see `purge_after`)."""
     if not recipe.report_to:
         return
     from transformers import TrainerCallback
@@ -122,7 +123,7 @@ def attach_to_trainer(trainer, recipe) -> None:
     if "tensorboard" in recipe.report_to and trainer.is_world_process_zero():
         from transformers.integrations import TensorBoardCallback
 
-        tracker = tensorboard_tracker(recipe)
+        tracker = tensorboard_tracker(recipe, **purge_after(resumed_at))
         tracker.start()
         tracker.store_init_configuration(config)  # the same hyperparameters and hparams.yml as ftkit rl's
         trainer.pop_callback(TensorBoardCallback)
@@ -193,12 +194,19 @@ _CONFIG_WRITERS = {"wandb": _wandb_config, "trackio": _trackio_config, "mlflow":
 # ftkit rl: Accelerate's trackers
 
 
-def tensorboard_tracker(recipe):
+def tensorboard_tracker(recipe, **writer_kwargs):
     """Accelerate's TensorBoard tracker writing into runs/NAME/tensorboard/ (its run name is the folder
-    it makes under the logging folder)."""
+    it makes under the logging folder); `writer_kwargs` go to torch's SummaryWriter."""
     from accelerate.tracking import TensorBoardTracker
 
-    return TensorBoardTracker(TENSORBOARD_DIR, str(recipe.run_dir))
+    return TensorBoardTracker(TENSORBOARD_DIR, str(recipe.run_dir), **writer_kwargs)
+
+
+def purge_after(step: int) -> dict[str, int]:
+    """SummaryWriter's purge_step for a run resumed from the checkpoint at `step`: the killed run may have
+    logged steps after its checkpoint, which the resumed one logs again; TensorBoard hides the old ones
+    instead of drawing two values at those steps."""
+    return {"purge_step": step + 1} if step > 0 else {}
 
 
 def accelerate_trackers(recipe) -> list | None:
@@ -217,10 +225,17 @@ def accelerate_trackers(recipe) -> list | None:
             LOGGER_TYPE_TO_CLASS[name](project(name), **run_name.get(name, {})) for name in names]
 
 
-def start(accelerator, recipe) -> None:
-    """Start the Accelerator's trackers with the recipe as their config (nothing without trackers)."""
-    if accelerator.log_with:
-        accelerator.init_trackers(PROJECT, config=recipe_config(recipe))
+def start(accelerator, recipe, resumed_at: int = 0) -> None:
+    """Start the Accelerator's trackers with the recipe as their config (nothing without trackers);
+    `resumed_at`: the step of the checkpoint a --resume starts from (see `purge_after`)."""
+    if not accelerator.log_with:
+        return
+    from accelerate.tracking import TensorBoardTracker
+
+    for tracker in accelerator.log_with:
+        if isinstance(tracker, TensorBoardTracker):  # its SummaryWriter is made by init_trackers
+            tracker.init_kwargs.update(purge_after(resumed_at))
+    accelerator.init_trackers(PROJECT, config=recipe_config(recipe))
 
 
 def log(accelerator, record: dict[str, Any]) -> None:

@@ -38,3 +38,17 @@ def test_private_temporary_files_get_the_umask_permissions(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "model" / "model.safetensors").stat().st_mode) == 0o644
+
+
+def test_a_metrics_line_cut_by_a_kill_is_skipped_and_dropped_on_resume(tmp_path):
+    from ftkit.runs import MetricsLog
+
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    log.append({"step": 1, "loss": 2.0})
+    log.append({"step": 2, "loss": 1.5})
+    with log.path.open("a") as f:
+        f.write('{"step": 3, "lo')  # SIGKILL in the middle of a write
+    assert [r["step"] for r in log.read()] == [1, 2]
+    log.truncate_after(1)  # --resume from the checkpoint at step 1
+    log.append({"step": 2, "loss": 1.4})
+    assert log.read() == [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.4}]

@@ -171,6 +171,8 @@ def test_a_warning_when_the_mismatch_is_large_or_grows():
     assert "up from 0.0010 at the start" in grown and "correcting for it (2.0% of tokens over the cap)" in grown
     assert sampler_mismatch(start[:2], stats(0.005), top_p=1.0) is None  # no baseline yet, and not large
     assert "rollout.top_p 0.9 truncates" in sampler_mismatch([], stats(0.1), top_p=0.9)
+    lagged = sampler_mismatch([], {**stats(0.02), "async_lag": 1}, top_p=1.0)  # async: old weights, not precision
+    assert "policy of 1 update(s) ago" in lagged and "bf16 against fp32" not in lagged
 
 
 # -- a tiny run --------------------------------------------------------------------------------------------

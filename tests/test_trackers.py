@@ -94,6 +94,31 @@ def test_rl_logs_every_metric_to_tensorboard_at_its_step(tmp_path):
     assert config["recipe.name"] == "rl_tiny" and config["recipe.rollout.num_generations"] == 4
 
 
+def test_a_resumed_run_hides_the_steps_the_killed_run_logged_after_its_checkpoint(tmp_path):
+    """Killed at step 3 with checkpoint-2 the last: the resumed run logs step 3 again, and TensorBoard's
+    reader must return the new value only (SummaryWriter's purge_step), not two values at one step."""
+    from accelerate import Accelerator
+
+    recipe = load_rl_recipe(None, base={**_rl_recipe(tmp_path), "report_to": ["tensorboard"]})
+    recipe.run_dir.mkdir(parents=True)
+    killed = Accelerator(cpu=True, log_with=trackers.accelerate_trackers(recipe))
+    trackers.start(killed, recipe)
+    for step in (1, 2, 3):
+        trackers.log(killed, {"step": step, "loss": float(step)})
+    killed.end_training()
+    resumed = Accelerator(cpu=True, log_with=trackers.accelerate_trackers(recipe))
+    trackers.start(resumed, recipe, resumed_at=2)
+    for step in (3, 4):
+        trackers.log(resumed, {"step": step, "loss": 10.0 * step})
+    resumed.end_training()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(recipe.run_dir / "tensorboard"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("loss")] == [(1, 1.0), (2, 2.0), (3, 30.0), (4, 40.0)]
+    assert trackers.purge_after(0) == {}  # a fresh run purges nothing
+
+
 @pytest.mark.parametrize("command", ["sft", "rl"])
 def test_unknown_tracker_is_one_line_with_a_suggestion(command, tiny_recipe, tmp_path, capsys):
     raw = _sft_recipe(tiny_recipe) if command == "sft" else _rl_recipe(tmp_path)

@@ -21,6 +21,7 @@ from ftkit.config import flatten
 from ftkit.errors import FtkitError
 from ftkit.report import BY_DIFFICULTY
 from ftkit.report.episodes import dataset_items, eval_sample_items, trajectory_items
+from ftkit.runs import read_jsonl
 
 # A curve keeps at most this many points (evenly spaced, the last one always): a browser draws 5,000 in
 # milliseconds, and a run logs far fewer per metric unless it runs for days.
@@ -185,20 +186,6 @@ def recipe_diff(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if len({json.dumps(v, sort_keys=True, default=str) for v in values}) > 1:
             rows.append({"key": key, "values": values})
     return rows
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Every whole line of a JSONL file being appended to (a last line cut mid-write is skipped)."""
-    if not path.is_file():
-        return []
-    out = []
-    with path.open() as f:
-        for line in f:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return out
 
 
 def _read_json(path: Path) -> dict[str, Any]:

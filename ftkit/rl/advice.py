@@ -91,8 +91,13 @@ def sampler_mismatch(start: list[float], stats: dict[str, Any], top_p: float) ->
         if top_p < 1 else []
     fixes.append("turn on rollout.importance_sampling: tis to correct the gradient for it" if capped is None else
                  f"rollout.importance_sampling is correcting for it ({capped:.1%} of tokens over the cap)")
-    fixes.append("check that the engine and the trainer compute in the same precision (bf16 against fp32 is the "
-                 "usual cause), and lower train.learning_rate if it keeps growing")
+    lag = stats.get("async_lag")
+    if lag:  # asynchronous rollouts: the sampler's weights are `lag` updates old, so they differ by design
+        fixes.append(f"the batch was sampled by the policy of {lag} update(s) ago (rollout.async_steps): a smaller "
+                     "train.learning_rate or fewer async_steps brings the two closer")
+    else:
+        fixes.append("check that the engine and the trainer compute in the same precision (bf16 against fp32 is "
+                     "the usual cause), and lower train.learning_rate if it keeps growing")
     return (f"the engine that samples and the trainer disagree about the policy's probabilities (KL {kl:.4f} per "
             f"token, log-probs {stats['sampler_logprob_diff_mean']:.3f} apart on average{trend}): the update learns "
             "from another model's samples, which can quietly destabilise training. " + "; ".join(fixes))

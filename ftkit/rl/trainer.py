@@ -47,6 +47,7 @@ from ftkit.rl.async_rollout import AsyncRollouts, own_weights_engine
 from ftkit.rl.checkpoint import Checkpoints, save_policy, save_value_head, weights_name
 from ftkit.rl.config import RLRecipe
 from ftkit.rl.curriculum import Curriculum
+from ftkit.rl.distributed import accelerator_options, whole_weights
 from ftkit.rl.dynamic_sampling import fill_with_informative_groups
 from ftkit.rl.learner import Learner, build_learner
 from ftkit.rl.objectives import make_objective
@@ -78,9 +79,10 @@ class RLRun:
         self.resume = resume
         self.overwrite = overwrite
         self.run_dir = recipe.run_dir
-        # report_to's trackers (checked first: Accelerate would silently drop one whose library is missing)
-        self.accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=_mixed_precision(recipe),
-                                       log_with=trackers.accelerate_trackers(recipe))
+        # report_to's trackers (checked first: Accelerate would silently drop one whose library is missing);
+        # under a DeepSpeed launch config, its "auto" values filled from the recipe (ftkit/rl/distributed.py)
+        self.accelerator = Accelerator(mixed_precision=_mixed_precision(recipe),
+                                       log_with=trackers.accelerate_trackers(recipe), **accelerator_options(recipe))
         self.is_main = self.accelerator.is_main_process
         self.console = console or Console(stderr=True, highlight=False, soft_wrap=True, quiet=not self.is_main)
         self.objective = make_objective(recipe)
@@ -102,7 +104,8 @@ class RLRun:
 
     def run(self) -> dict[str, Any]:
         self.setup()
-        trackers.start(self.accelerator, self.recipe)  # the run folder exists now: TensorBoard writes in it
+        # The run folder exists now (TensorBoard writes in it), and a resumed run's step is known.
+        trackers.start(self.accelerator, self.recipe, resumed_at=self.step)
         self.report.announce(self.resolved, self.learner.parameters, self.curriculum)
         if self.step == 0:
             self.evaluate()
@@ -189,6 +192,13 @@ class RLRun:
         """The model without Accelerate's wrappers: what generates, saves and is evaluated."""
         return self.accelerator.unwrap_model(self.learner.model)
 
+    def whole_policy(self):
+        """`with run.whole_policy() as policy:` the policy with every weight in place for the block. Under
+        ZeRO-3 each process holds shards, which every process gathers here (so every process must enter,
+        even where only the main one uses it: `ftkit/rl/distributed.py`); otherwise it is `policy` as it is.
+        """
+        return whole_weights(self.accelerator, self.learner.model)
+
     # -- the loop ----------------------------------------------------------------------------------
 
     def train(self) -> None:
@@ -228,11 +238,13 @@ class RLRun:
         """One RL step: rollout, advantages, update; logged, and returned as the step's metrics."""
         started = time.perf_counter()
         torch.manual_seed(step_seed(self.recipe.seed, self.step, self.accelerator.process_index))
-        batch, waited = self.next_batch()
+        with self.whole_policy():  # the engine samples from the bare policy
+            batch, waited = self.next_batch()
         update_started = time.perf_counter()
         stats = self.update(batch.episodes, self.step)
         if self.rollouts is None:  # asynchronous rollouts sync their sampler themselves, when it is idle
-            self.engine.sync_weights(self.policy)  # vLLM samples from its own copy of the weights
+            with self.whole_policy() as policy:
+                self.engine.sync_weights(policy)  # vLLM samples from its own copy of the weights
         update_s = time.perf_counter() - update_started
         stats.update(waited)
         stats.update(episode_stats(batch, self.recipe.rollout.num_generations))
@@ -318,12 +330,13 @@ class RLRun:
         if not ev.n:
             return None
         result = None
-        if self.is_main:
-            options = EvalOptions(n=ev.n, seed=ev.seed, batch_size=ev.batch_size,
-                                  max_new_tokens=ev.max_new_tokens or r.rollout.max_completion_length,
-                                  samples=ev.samples if final else 0)
-            result = evaluate_on_gym(self.policy, self.tokenizer, self.task.gym, options)
-            self.report.log_eval(self.step, result)
+        with self.whole_policy() as policy:  # under ZeRO-3 every process gathers, the main one evaluates
+            if self.is_main:
+                options = EvalOptions(n=ev.n, seed=ev.seed, batch_size=ev.batch_size,
+                                      max_new_tokens=ev.max_new_tokens or r.rollout.max_completion_length,
+                                      samples=ev.samples if final else 0)
+                result = evaluate_on_gym(policy, self.tokenizer, self.task.gym, options)
+                self.report.log_eval(self.step, result)
         self.accelerator.wait_for_everyone()
         return result
 
@@ -337,9 +350,11 @@ class RLRun:
     def save_model(self) -> None:
         """The trained policy as a standard Hugging Face folder (model/ or adapter/), written atomically."""
         self.accelerator.wait_for_everyone()
+        with self.whole_policy() as policy:  # under ZeRO-3 every process gathers, the main one saves
+            if self.is_main:
+                save_folder_atomic(self.model_dir, lambda folder: save_policy(folder, policy, self.tokenizer))
         if not self.is_main:
             return
-        save_folder_atomic(self.model_dir, lambda folder: save_policy(folder, self.policy, self.tokenizer))
         save_value_head(self.accelerator, self.learner.value_head, self.run_dir)
         TrainingData(gym=self.task.gym, train_seed=self.recipe.gym.train_seed, eval_seed=self.recipe.eval.seed,
                      trained_with=f"ftkit rl ({self.recipe.algo})").save(self.model_dir)
