@@ -345,7 +345,7 @@ def count_parameters(model) -> tuple[int, int]:
     """(trainable, total) parameter counts; 4-bit weights count as their unpacked size."""
     trainable = total = 0
     for param in model.parameters():
-        n = param.numel()
+        n = getattr(param, "ds_numel", None) or param.numel()  # a ZeRO-3 shard (zero.Init) knows its whole size
         if getattr(param, "quant_state", None) is not None or param.__class__.__name__ == "Params4bit":
             n *= 2  # two 4-bit values are packed in each stored byte
         total += n

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -134,6 +135,99 @@ def test_two_processes_killed_with_sigkill_resume_to_the_same_weights(grpo_runs)
     assert _rl_steps(tmp / "killed") == _rl_steps(tmp / "two")
     wa, wb = load_file(tmp / "two" / "model" / "model.safetensors"), load_file(tmp / "killed" / "model" / "model.safetensors")
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+# The GRPO script's settings under DeepSpeed, beside the two-process run's: two optimizer steps per RL step
+# of two micro-batches each (the second minibatch is scored before the update, so its loss is not a
+# constant), a KL to the reference model (under ZeRO-3 an engine of its own), and greedy held-out
+# evaluation after every step, sampled for real from the bare policy.
+DEEPSPEED_RL = ["train.minibatch_size=8", "train.per_device_train_batch_size=4", "train.beta=0.1", "eval.n=4"]
+
+
+def _zero_launch(stage: int, *args: str) -> list[str]:
+    return _launch("--config_file", str(ROOT / "recipes" / "accelerate" / f"zero{stage}_cpu_1proc.yaml"), *args)
+
+
+@pytest.fixture(scope="module")
+def grpo_deepspeed(tmp_path_factory):
+    """The GRPO script with DEEPSPEED_RL in one plain process ("one"), and under ZeRO-2 ("z2") and ZeRO-3
+    ("z3") in one process, with the launch configs as shipped (their "auto" values filled by ftkit)."""
+    pytest.importorskip("deepspeed")
+    tmp = tmp_path_factory.mktemp("rl_deepspeed")
+    _run([sys.executable, GRPO_SCRIPT, "one", *DEEPSPEED_RL], tmp)
+    for stage in (2, 3):
+        _run(_zero_launch(stage, GRPO_SCRIPT, f"z{stage}", *DEEPSPEED_RL), tmp)
+    return tmp
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_deepspeed_zero_grpo_in_one_process_matches_plain(grpo_deepspeed, stage):
+    """ftkit's own RL loop under DeepSpeed steps where it steps in a plain run (the engine's accumulation
+    boundary is the update's last micro-batch, its clipping the recipe's max_grad_norm). Every logged value
+    agrees to float32 reduction-order error: the engine sums the same gradients in other buffers, and takes
+    the plain forward pass where a plain run shares each prompt's."""
+    tmp = grpo_deepspeed
+    run = tmp / f"z{stage}"
+    assert json.loads((run / "summary.json").read_text())["distributed_type"] == "DEEPSPEED"
+    plain, zero = _rl_steps(tmp / "one"), _rl_steps(run)
+    assert len(plain) == len(zero) == 3
+    for a, b in zip(plain, zero):
+        assert b["reward_mean"] == a["reward_mean"]  # the same episodes
+        assert b.keys() == a.keys()
+        assert b == pytest.approx(a, rel=1e-4, abs=1e-6)  # loss, policy_loss, kl, grad_norm, lr, entropy...
+    # Evaluation and saving see whole weights (under ZeRO-3 gathered from the shards): the same greedy
+    # answers, and a model folder that loads like any other.
+    assert json.loads((run / "eval.json").read_text()) == json.loads((tmp / "one" / "eval.json").read_text())
+    _assert_same_weights(tmp / "one" / "model", run / "model")
+
+
+def test_deepspeed_zero3_run_resumes_to_the_same_weights(grpo_deepspeed):
+    """Under DeepSpeed a checkpoint holds the optimizer's shards as the engine wrote them (deepspeed/, not
+    optimizer.pt). A copy of the ZeRO-3 run, resumed from its checkpoint-2 with the same launch config,
+    trains step 3 again and ends bit for bit where the run did."""
+    tmp = grpo_deepspeed
+    shutil.copytree(tmp / "z3", tmp / "z3_resumed")
+    checkpoint = tmp / "z3_resumed" / "checkpoints" / "checkpoint-2"
+    assert (checkpoint / "deepspeed").is_dir() and not (checkpoint / "optimizer.pt").exists()
+    shutil.rmtree(tmp / "z3_resumed" / "model")
+    _run(_zero_launch(3, GRPO_SCRIPT, "z3_resumed", "--resume", *DEEPSPEED_RL), tmp)
+    assert _rl_steps(tmp / "z3_resumed") == _rl_steps(tmp / "z3")
+    wa = load_file(tmp / "z3" / "model" / "model.safetensors")
+    wb = load_file(tmp / "z3_resumed" / "model" / "model.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_deepspeed_auto_values_come_from_the_rl_recipe():
+    """What ftkit's RL update does, in DeepSpeed's words; a config that says otherwise, or that asks DeepSpeed
+    for an optimizer or a value head, is a one-line error naming the fix."""
+    from types import SimpleNamespace
+
+    from ftkit.errors import ConfigError, TrainingError
+    from ftkit.rl.config import load_rl_recipe
+    from ftkit.rl.distributed import deepspeed_values, fill_auto, refuse_value_head
+
+    recipe = load_rl_recipe(None, base={
+        "name": "ds", "output_dir": "unused", "algo": "grpo", "model": {"name": "scratch:tiny"},
+        "gym": {"id": "arithmetic"},
+        "rollout": {"prompts_per_step": 4, "num_generations": 4},
+        "train": {"minibatch_size": 8, "per_device_train_batch_size": 3, "max_grad_norm": 0.5}})
+    values = deepspeed_values(recipe, world=2)  # 8 episodes per process: one minibatch of 3 + 3 + 2
+    assert values == {"train_micro_batch_size_per_gpu": 3, "gradient_accumulation_steps": 3,
+                      "train_batch_size": 18, "gradient_clipping": 0.5}
+    config = {"train_batch_size": "auto", "train_micro_batch_size_per_gpu": "auto",
+              "gradient_accumulation_steps": "auto", "gradient_clipping": "auto", "zero_optimization": {"stage": 3}}
+    fill_auto(config, values)
+    assert config == {**values, "zero_optimization": {"stage": 3}}
+    fill_auto({"gradient_clipping": 0.5, "gradient_accumulation_steps": 3}, values)  # agreeing values are fine
+    with pytest.raises(ConfigError, match=r"sets gradient_clipping: 1.0, .* \(from train.max_grad_norm\): set "
+                                          r"gradient_clipping: auto"):
+        fill_auto({"gradient_clipping": 1.0}, values)
+    with pytest.raises(ConfigError, match="remove 'optimizer' from the DeepSpeed config"):
+        fill_auto({"optimizer": {"type": "AdamW"}}, values)
+    zero2 = SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=SimpleNamespace(zero_stage=2)))
+    with pytest.raises(TrainingError, match="algo ppo under DeepSpeed"):
+        refuse_value_head(zero2)
+    refuse_value_head(SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=None)))
 
 
 def test_global_batch_is_split_over_processes():

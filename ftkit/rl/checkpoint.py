@@ -1,6 +1,8 @@
 """Resumable RL checkpoints: checkpoints/checkpoint-<step>/ holds the policy's weights (model/ or
 adapter/), PPO's value head, the optimizer, the schedule, every random generator and the run's state,
-and with asynchronous rollouts the batches already played for the steps to come (in_flight.json).
+and with asynchronous rollouts the batches already played for the steps to come (in_flight.json). Under
+DeepSpeed the optimizer's state is split over the processes: it is in deepspeed/, as the engine writes it
+(each process its shard), instead of optimizer.pt, and a run resumes with the launch config it started with.
 
     ftkit rl recipes/grpo_arithmetic.yaml --resume      # continues from the last complete checkpoint
 
@@ -11,6 +13,7 @@ with trainer_state.json written last, so a kill at any moment leaves the previou
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 from pathlib import Path
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ftkit.errors import TrainingError
+from ftkit.rl.distributed import whole_weights, zero_stage
 from ftkit.runs import checkpoints, last_complete_checkpoint, save_folder_atomic
 
 if TYPE_CHECKING:
@@ -26,6 +30,8 @@ if TYPE_CHECKING:
 
 CHECKPOINT_STATE = "trainer_state.json"  # written last: a checkpoint without it is incomplete
 IN_FLIGHT = "in_flight.json"  # asynchronous rollouts: each process's batches played ahead (JSON, not pickle)
+DEEPSPEED_STATE = "deepspeed"  # under DeepSpeed: the engine's checkpoint (optimizer shards), tag DEEPSPEED_TAG
+DEEPSPEED_TAG = "state"
 
 
 def weights_name(method: str) -> str:
@@ -53,21 +59,39 @@ class Checkpoints:
         # main process's alone would hand every other process the main one's on resume.
         rng_states = self._from_every_process(rng_state())
         batches = self._from_every_process(in_flight) if in_flight is not None else None
-        if self.accelerator.is_main_process:
-            def write(folder: Path) -> None:
-                save_policy(folder / self.weights_name, self.accelerator.unwrap_model(learner.model), tokenizer)
-                save_value_head(self.accelerator, learner.value_head, folder)
-                torch.save(learner.optimizer.state_dict(), folder / "optimizer.pt")
-                torch.save(learner.scheduler.state_dict(), folder / "scheduler.pt")
-                torch.save(rng_states, folder / "rng.pt")
-                if batches is not None:  # a list per process, in rank order
-                    (folder / IN_FLIGHT).write_text(json.dumps(batches))
-                (folder / CHECKPOINT_STATE).write_text(json.dumps({"step": step, **state}, indent=2) + "\n")
+        shards = self._deepspeed_shards(step, learner)
+        with whole_weights(self.accelerator, learner.model) as policy:  # ZeRO-3: every process gathers
+            if self.accelerator.is_main_process:
+                def write(folder: Path) -> None:
+                    save_policy(folder / self.weights_name, policy, tokenizer)
+                    save_value_head(self.accelerator, learner.value_head, folder)
+                    if shards is None:
+                        torch.save(learner.optimizer.state_dict(), folder / "optimizer.pt")
+                    else:
+                        os.replace(shards, folder / DEEPSPEED_STATE)
+                    torch.save(learner.scheduler.state_dict(), folder / "scheduler.pt")
+                    torch.save(rng_states, folder / "rng.pt")
+                    if batches is not None:  # a list per process, in rank order
+                        (folder / IN_FLIGHT).write_text(json.dumps(batches))
+                    (folder / CHECKPOINT_STATE).write_text(json.dumps({"step": step, **state}, indent=2) + "\n")
 
-            save_folder_atomic(self.folder / f"checkpoint-{step}", write)
-            for old in checkpoints(self.folder)[: -self.keep]:
-                shutil.rmtree(old, ignore_errors=True)
+                save_folder_atomic(self.folder / f"checkpoint-{step}", write)
+                for old in checkpoints(self.folder)[: -self.keep]:
+                    shutil.rmtree(old, ignore_errors=True)
         self.accelerator.wait_for_everyone()
+
+    def _deepspeed_shards(self, step: int, learner: Learner) -> Path | None:
+        """Under DeepSpeed, the folder the engine wrote its checkpoint to (None without DeepSpeed).
+
+        Only the engine knows how the optimizer's state is split, so every process writes its shard with
+        `save_checkpoint`, into a folder beside the checkpoint's that the main process then moves in whole:
+        the checkpoint stays all-or-nothing."""
+        if zero_stage(self.accelerator) is None:
+            return None
+        shards = self.folder / f".deepspeed-{step}"
+        learner.model.save_checkpoint(str(shards), tag=DEEPSPEED_TAG, save_latest=False)
+        self.accelerator.wait_for_everyone()
+        return shards
 
     def _from_every_process(self, value: Any) -> list[Any]:
         """[`value` of process 0, of process 1, ...] on the main process."""
@@ -100,10 +124,28 @@ class Checkpoints:
 
         The weights were loaded with the model (`build_learner(..., checkpoint)`)."""
         state = json.loads((checkpoint / CHECKPOINT_STATE).read_text())
-        learner.optimizer.load_state_dict(_load(checkpoint / "optimizer.pt"))
+        self._restore_optimizer(checkpoint, learner)
         learner.scheduler.load_state_dict(_load(checkpoint / "scheduler.pt"))
         set_rng_state(own_rng_state(_load(checkpoint / "rng.pt"), self.accelerator.process_index))
         return state
+
+    def _restore_optimizer(self, checkpoint: Path, learner: Learner) -> None:
+        """The optimizer's state: optimizer.pt, or under DeepSpeed each process's shard (`_deepspeed_shards`)."""
+        shards = checkpoint / DEEPSPEED_STATE
+        deepspeed = zero_stage(self.accelerator) is not None
+        if deepspeed != shards.is_dir():
+            written, now = ("under", "without") if shards.is_dir() else ("without", "under")
+            raise TrainingError(f"--resume: {checkpoint} was written {written} DeepSpeed and this run is {now} it: "
+                                "resume with the launch config the run started with")
+        if not deepspeed:
+            learner.optimizer.load_state_dict(_load(checkpoint / "optimizer.pt"))
+            return
+        # The weights were loaded with the model already; the engine's schedule is ftkit's (scheduler.pt).
+        loaded, _ = learner.model.load_checkpoint(str(shards), tag=DEEPSPEED_TAG, load_optimizer_states=True,
+                                                  load_lr_scheduler_states=False)
+        if loaded is None:
+            raise TrainingError(f"--resume: DeepSpeed could not read its state in {shards}: resume with the "
+                                "launch config (ZeRO stage, process count) the run started with")
 
 
 def _load(path: Path) -> Any:

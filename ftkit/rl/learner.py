@@ -19,6 +19,7 @@ import torch
 from ftkit.errors import TrainingError
 from ftkit.model_config import hidden_size
 from ftkit.models import count_parameters, load_model, lora_config
+from ftkit.rl.distributed import prepare_reference, refuse_value_head
 from ftkit.rl.objectives import Objective
 from ftkit.rl.policy import ValueHead, disable_dropout
 
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class Learner:
-    """The trained pieces of a run, after `accelerator.prepare` (`model` may be wrapped for DDP)."""
+    """The trained pieces of a run, after `accelerator.prepare` (`model` may be wrapped for DDP, or be a
+    DeepSpeed engine: `ftkit/rl/distributed.py`)."""
 
     model: Any
     optimizer: torch.optim.Optimizer
@@ -42,11 +44,13 @@ class Learner:
 def build_learner(recipe: RLRecipe, objective: Objective, accelerator, base_model: str,
                   checkpoint: Path | None = None) -> Learner:
     """Load the policy from `base_model` (or `checkpoint`, when resuming) and set up its training."""
+    if objective.needs_value_head:
+        refuse_value_head(accelerator)
     model, ref_model, value_head = _load_models(recipe, objective, base_model, checkpoint, accelerator.device)
     trainable, total = count_parameters(model)
     t = recipe.train
     per_process = episodes_per_process(recipe, accelerator.num_processes)
-    minibatch = min(t.minibatch_size or per_process, per_process)
+    minibatch = minibatch_size(recipe, accelerator.num_processes)
     optimizer_steps = t.max_steps * t.num_iterations * math.ceil(per_process / minibatch)
     optimizer, scheduler = _optimizer(t, model, value_head, optimizer_steps)
     # The schedule is not prepared: Accelerate's wrapper steps it once per process at every optimizer
@@ -54,7 +58,8 @@ def build_learner(recipe: RLRecipe, objective: Objective, accelerator, base_mode
     # schedule and its warm-up twice as fast. Every process here takes the same optimizer steps.
     prepared = accelerator.prepare(model, optimizer, *([value_head] if value_head is not None else []))
     return Learner(model=prepared[0], optimizer=prepared[1], scheduler=scheduler, minibatch=minibatch,
-                   value_head=prepared[2] if value_head is not None else None, ref_model=ref_model,
+                   value_head=prepared[2] if value_head is not None else None,
+                   ref_model=prepare_reference(ref_model, accelerator),
                    parameters={"trainable": trainable, "total": total})
 
 
@@ -65,6 +70,12 @@ def episodes_per_process(recipe: RLRecipe, world: int) -> int:
         raise TrainingError(f"rollout.prompts_per_step ({prompts}) must be a multiple of the number of "
                             f"processes ({world})")
     return prompts // world * recipe.rollout.num_generations
+
+
+def minibatch_size(recipe: RLRecipe, world: int) -> int:
+    """Episodes per optimizer step on each process: train.minibatch_size, at most the process's share."""
+    per_process = episodes_per_process(recipe, world)
+    return min(recipe.train.minibatch_size or per_process, per_process)
 
 
 def _load_models(recipe: RLRecipe, objective: Objective, base_model: str, checkpoint: Path | None, device):

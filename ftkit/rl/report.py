@@ -156,6 +156,7 @@ class Report:
             "train_tokens_per_s": _mean([s["train_tokens_per_s"] for s in steps]),
             "parameters": parameters,
             "processes": self.accelerator.num_processes,
+            "distributed_type": self.accelerator.distributed_type.value,  # NO, MULTI_CPU, MULTI_GPU, DEEPSPEED...
             "model_dir": str(self.run_dir / weights_name(r.method)),
             "plots": [str(p) for p in plot_rl_run(self.run_dir)],
             "warnings": sorted(self.warned),

@@ -27,6 +27,7 @@ import torch
 from ftkit.errors import TrainingError
 from ftkit.rl import algorithms as alg
 from ftkit.rl import correction
+from ftkit.rl.distributed import zero_stage
 from ftkit.rl.objectives import LossInputs, Objective, ScoredBatch
 from ftkit.rl.policy import forward_tokens, pad_episodes
 from ftkit.vllm_engine import resolve_engine
@@ -59,6 +60,8 @@ class Update:
         self.cap = rollout.importance_sampling_cap
         self.mismatch = correction.Mismatch(self.cap)  # a fresh one for each call
         self.seconds: dict[str, float] = {}  # where this call's time went (see `_timed`)
+        # Under DeepSpeed the engine clips and steps inside the backward that ends a step (see `_backward`).
+        self.deepspeed = zero_stage(accelerator) is not None
 
     def __call__(self, episodes: list[Episode], step: int) -> dict[str, Any]:
         """Advantages, then the clipped loss over minibatches; returns the update's mean statistics."""
@@ -213,7 +216,7 @@ class Update:
                     loss, stats = self._micro_loss(micro, scored, advantages, returns)
                 weight = float(mask_all[micro].sum()) if per_token else float(len(micro))
                 with self._timed("backward_s"):
-                    accelerator.backward(loss * weight / max(denominator, 1.0))
+                    self._backward(loss * weight / max(denominator, 1.0), last=sync)
             ran += weight / max(denominator, 1.0)
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0.0) + value * weight / max(denominator, 1.0)
@@ -223,8 +226,27 @@ class Update:
         with self._timed("optimizer_s"):
             return self._apply(sums, step)
 
+    def _backward(self, loss: torch.Tensor, last: bool) -> None:
+        """The backward pass of one micro-batch; `last`: the optimizer step's last one.
+
+        Under DeepSpeed, Accelerate's `sync_gradients` marks the engine's accumulation boundary: at the last
+        micro-batch the engine reduces the gradients, clips them to max_grad_norm and steps the optimizer,
+        inside this backward (`ftkit/rl/distributed.py` gave it the recipe's values). Each loss is already
+        divided by the whole minibatch's size, so the engine must not divide it by its accumulation count.
+        """
+        if not self.deepspeed:
+            self.accelerator.backward(loss)
+            return
+        self.accelerator.sync_gradients = last
+        self.accelerator.backward(loss, scale_wrt_gas=False)
+
     def _apply(self, sums: dict[str, float], step: int) -> dict[str, float]:
-        """Clip the accumulated gradient and step the optimizer, unless the loss is not a number."""
+        """Clip the accumulated gradient and step the optimizer, unless the loss is not a number.
+
+        Under DeepSpeed the engine has clipped and stepped in the last backward (`_backward`), so the step's
+        time counts as backward_s; here the engine's gradient norm is read, the optimizer's step is a no-op,
+        the schedule steps, and a loss that is not a number still stops the run with the same error.
+        """
         optimizer, t = self.learner.optimizer, self.train
         params = [p for group in optimizer.param_groups for p in group["params"]]
         sums["grad_norm"] = float(self.accelerator.clip_grad_norm_(params, t.max_grad_norm))

@@ -4,11 +4,14 @@
     accelerate launch --multi_gpu --num_processes 2 tests/distributed/grpo_run.py OUT
     accelerate launch --multi_gpu --num_processes 2 tests/distributed/grpo_run.py OUT --kill-in-step 3
     accelerate launch --multi_gpu --num_processes 2 tests/distributed/grpo_run.py OUT --resume
+    accelerate launch --config_file recipes/accelerate/zero3_cpu_1proc.yaml tests/distributed/grpo_run.py OUT eval.n=4
 
 Hugging Face `generate` draws from one random stream per call, so two processes sampling half the
-prompts each can never reproduce one process sampling all of them. This script swaps in an engine whose
-answer depends only on the prompt and the episode's place in its group; everything else (the update,
-gradient all-reduce, metric reduction, checkpoints, the main-process-only run folder) is the real code.
+prompts each can never reproduce one process sampling all of them. This script gives the rollouts an
+engine whose answer depends only on the prompt and the episode's place in its group; everything else (the
+update, gradient all-reduce, metric reduction, checkpoints, the main-process-only run folder, and with
+`eval.n=N` greedy held-out evaluation of N problems after every step) is the real code. Words with `=`
+override recipe keys, as on ftkit's command line.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import os
 import re
 import signal
 import sys
+import types
 import zlib
 
-from ftkit.engine import Completion, HFEngine
+from ftkit.engine import Completion
 
 GROUP_SIZE = 4
 
@@ -35,6 +39,20 @@ def deterministic_generate(self, prompts, params):
         tokens = self.tokenizer(text)["input_ids"] + [self.tokenizer.eos_token_id]
         completions.append(Completion(prompt, ids, text, tokens, [0.0] * len(tokens), "eos"))
     return completions
+
+
+def deterministic_rollouts() -> None:
+    """The run's rollout engine answers with `deterministic_generate`; evaluation samples for real."""
+    import ftkit.vllm_engine
+
+    make_engine = ftkit.vllm_engine.make_engine
+
+    def make(*args, **kwargs):
+        engine = make_engine(*args, **kwargs)
+        engine.generate = types.MethodType(deterministic_generate, engine)
+        return engine
+
+    ftkit.vllm_engine.make_engine = make
 
 
 def kill_after_the_optimizer_step(step: int) -> None:
@@ -57,17 +75,18 @@ def main(out: str, *options: str) -> None:
     from ftkit.rl import trainer
     from ftkit.rl.config import load_rl_recipe
 
-    HFEngine.generate = deterministic_generate
+    deterministic_rollouts()
     if "--kill-in-step" in options:
         kill_after_the_optimizer_step(int(options[options.index("--kill-in-step") + 1]))
-    recipe = load_rl_recipe(None, base={
+    overrides = [o for o in options if "=" in o]  # recipe keys, as on ftkit's command line
+    recipe = load_rl_recipe(None, overrides, base={
         "name": "dist", "output_dir": out, "algo": "grpo", "seed": 0, "model": {"name": "scratch:tiny"},
         "gym": {"id": "arithmetic", "kwargs": {"digits": 2}},
         "rollout": {"prompts_per_step": 4, "num_generations": GROUP_SIZE, "max_completion_length": 4},
         # A decaying schedule with warm-up: each process must step it once per optimizer step.
         "train": {"max_steps": 3, "learning_rate": 1e-3, "per_device_train_batch_size": 8, "save_steps": 2,
                   "lr_scheduler_type": "linear", "warmup_steps": 1},
-        "eval": {"n": 0}})
+        "eval": {"n": 0, "every_steps": 1, "max_new_tokens": 4, "samples": 4}})
     resume = "--resume" in options
     trainer.main(recipe, resume=resume, overwrite=not resume)
 
