@@ -7,7 +7,7 @@ Every step is the README's command, run as a user would run it:
 
 1. `ftkit eval`: the start model's greedy held-out accuracy on the task, the RL recipes' (3-digit
    reversed subtraction). The start is the gpt2_math output trained on by
-   `recipes/gpt2_math_subtract.yaml` until it solves 30-60% of subtractions (inside 20-70%).
+   `recipes/gpt2_math_subtract.yaml` until it solves 25% or more of subtractions (the RL start inside 20-70%).
    (The gpt2_math output alone solves none, and its 16 samples of a problem are all the same wrong
    answer: rollouts would hold nothing to keep and no pairs.)
 2. `ftkit collect rollouts`: the model plays n problems k times at temperature 1; the bench prints
