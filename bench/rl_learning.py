@@ -4,12 +4,11 @@ Each objective trains from the same model on the same budget, on arithmetic and 
 (guess_number). The budget is either RL steps (`--steps N`: `train.max_steps=N` for every objective,
 fair on a busy machine) or wall-clock minutes (`--minutes M`, the default: 20).
 
-    python bench/rl_learning.py --steps 600 --guess-number-steps 200 --threads 1 \
-        --guess-number-algos grpo rloo ppo dapo      # the README's table
+    python bench/rl_learning.py --steps 600 --threads 1 --skip-guess-number    # the README's arithmetic table
+    python bench/rl_learning.py --steps 600 --guess-number-steps 200 --threads 1 --skip-arithmetic   # guess_number's
     python bench/rl_learning.py                       # 7 objectives x 2 gyms, 20 minutes of training each
     python bench/rl_learning.py --steps 5 --eval-n 50 --algos grpo ppo   # a smoke test
     python bench/rl_learning.py --jobs 2 --skip-guess-number
-    python bench/rl_learning.py --steps 600 --guess-number-steps 200 --threads 1 --skip-arithmetic  # guess_number only
 
 The objectives: grpo, dr_grpo (GRPO with `train.scale_rewards=none`: no division by the group's std,
 Liu et al. 2025), rloo, ppo, dapo, gspo and reinforce_plus_plus (`--algos` also takes
