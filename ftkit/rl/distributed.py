@@ -121,7 +121,7 @@ def refuse_value_head(accelerator) -> None:
         raise TrainingError("algo ppo under DeepSpeed: Accelerate wraps one trained model per DeepSpeed engine, "
                             "and PPO trains a value head beside the policy; launch PPO without a DeepSpeed config "
                             "(one process, or --multi_gpu), or use a critic-free algo (grpo, rloo, dapo, gspo, "
-                            "reinforce_pp)")
+                            "reinforce_plus_plus)")
 
 
 def prepare_reference(ref_model, accelerator):
