@@ -14,6 +14,7 @@ import os
 import shutil
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -92,6 +93,7 @@ class SFTRun:
         self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         self.heldout_callback: callbacks.HeldoutAccuracyCallback | None = None  # with eval.every_steps
+        self.resume_checkpoint: Path | None = None  # --resume: the last complete checkpoint (_setup_trainer)
         # Made by _setup_data():
         self.data_model: DataModel | None = None  # the tokenizer and context length, before the model is loaded
         self.train_set: TrainingSet | None = None  # the examples as ids, each with where it came from
@@ -209,7 +211,8 @@ class SFTRun:
         # With disable_tqdm, transformers prints every log dict; ftkit's progress bar replaces it.
         self.trainer.remove_callback(PrinterCallback)
         # TensorBoard into the run folder, the recipe as config; a --resume hides the killed run's later steps.
-        resumed = last_complete_checkpoint(self.run_dir / "checkpoints") if self.resume else None
+        checkpoints_dir = self.run_dir / "checkpoints"
+        resumed = self.resume_checkpoint = last_complete_checkpoint(checkpoints_dir) if self.resume else None
         trackers.attach_to_trainer(self.trainer, self.recipe, resumed_at=checkpoint_step(resumed) if resumed else 0)
         trainable, total = count_parameters(self.trainer.model)
         self.params = {"trainable": trainable, "total": total}
@@ -280,9 +283,8 @@ class SFTRun:
     # -- train -------------------------------------------------------------------------------------
 
     def train(self) -> None:
-        checkpoint = None
+        checkpoint = self.resume_checkpoint
         if self.resume:
-            checkpoint = last_complete_checkpoint(self.run_dir / "checkpoints")
             if checkpoint is None:
                 raise TrainingError(f"--resume: no complete checkpoint in {self.run_dir / 'checkpoints'}; "
                                     "run again without --resume (and with --overwrite) to start over")
