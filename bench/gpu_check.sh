@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check: on a fresh single-GPU Linux machine, install ftkit and print what only a GPU can show.
-# 3 minutes on one H200 (185 s measured, with the missing packages carried as wheels).
+# 3 minutes on one H200 (185 s measured, with the missing packages carried as wheels; 174 s on Nov 28 2026
+# with the wheels installed beforehand: README "Scaling up" has that run's figures).
 #
 #   bash bench/gpu_check.sh                 # OUT=/tmp/ftkit-gpu-check by default
 #   SKIP_INSTALL=1 bash bench/gpu_check.sh  # reuse the current environment
