@@ -8,8 +8,9 @@
 # 3. `bench/smollm2_rollout.py`: the engine's rollout tokens/s.
 # Each part has its own time limit (PART_S seconds, default 300) and the script goes on when one fails.
 # Measured on one H200 (Nov 2026, PART_S=140, the model carried in as its GGUF): SFT ran ~1,400 tokens/s
-# (50.5% held out at step 100, 65.5% at 200, cut by the limit); GRPO 2.7% -> 54.7% at step 15, 69.3% at
-# step 40 in 54 s of steps; rollouts 9,576 tokens/s at batch 256 (HF engine; vLLM could not be carried).
+# (50.5% held out at step 100, 65.5% at 200, cut by the limit); GRPO (the recipe's earlier 8 x 8 settings)
+# 2.7% -> 54.7% at step 15, 69.3% at step 40 in 54 s of steps; rollouts 9,576 tokens/s at batch 256
+# (HF engine; vLLM could not be carried).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/ftkit-gpu-smollm2}
