@@ -211,9 +211,10 @@ class SFTRun:
         # With disable_tqdm, transformers prints every log dict; ftkit's progress bar replaces it.
         self.trainer.remove_callback(PrinterCallback)
         # TensorBoard into the run folder, the recipe as config; a --resume hides the killed run's later steps.
-        checkpoints_dir = self.run_dir / "checkpoints"
-        resumed = self.resume_checkpoint = last_complete_checkpoint(checkpoints_dir) if self.resume else None
-        trackers.attach_to_trainer(self.trainer, self.recipe, resumed_at=checkpoint_step(resumed) if resumed else 0)
+        if self.resume:
+            self.resume_checkpoint = last_complete_checkpoint(self.run_dir / "checkpoints")
+        resumed_at = checkpoint_step(self.resume_checkpoint) if self.resume_checkpoint else 0
+        trackers.attach_to_trainer(self.trainer, self.recipe, resumed_at=resumed_at)
         trainable, total = count_parameters(self.trainer.model)
         self.params = {"trainable": trainable, "total": total}
 
