@@ -33,7 +33,15 @@ declare -A VARIANTS=(
   [8x8_beta_t12]="train.max_steps=130 rollout.prompts_per_step=8 train.beta=0.04"
 )
 # Dequantise the GGUF once, before the variants start (each would otherwise convert it at the same time).
-python3 -c "from ftkit.models import resolve_model; print(resolve_model('$MODEL', '$OUT/prepare').path)" || exit 1
+python3 - "$MODEL" "$OUT/prepare" <<'PY' || exit 2
+import sys
+from ftkit.errors import FtkitError
+from ftkit.models import resolve_model
+try:
+    print(resolve_model(sys.argv[1], sys.argv[2]).path)
+except FtkitError as error:  # a missing or unreadable model: one line, no traceback
+    sys.exit(f"error: {error}")
+PY
 for name in "${!VARIANTS[@]}"; do
   timeout "$SECONDS_EACH" python3 -m ftkit rl $base ${VARIANTS[$name]} output_dir="$OUT/$name" --overwrite \
     > "$OUT/$name.log" 2>&1 &
