@@ -116,6 +116,7 @@ CASES = {
                                      "minibatch_size": 16}},
     "dapo": {"algo": "dapo", "rollout": {"num_generations": 4, "max_num_gen_batches": 2}, "train": {"mask_truncated_completions": False}},
     "gspo": {"algo": "gspo", "train": {"minibatch_size": 16}},
+    "grpo_replay": {"algo": "grpo", "rollout": {"replay_unsolved": 0.5}},
     "reinforce_plus_plus": {"algo": "reinforce_plus_plus", "train": {"beta": 0.01}},
     "reinforce_plus_plus_baseline": {"algo": "reinforce_plus_plus_baseline"},
 }
@@ -129,6 +130,14 @@ def test_full_fine_tuning_resumes_exactly(tmp_path, resume_gym, monkeypatch, cas
         assert any(r["num_gen_batches"] > 1 for r in logged_steps(b)[2:])
     if case == "rloo":
         assert [r["curriculum_level"] for r in logged_steps(b)] == [10, 100, 1000, 10000]
+    if case == "grpo_replay":  # half of each step's problems were missed ones, from the restored buffer
+        assert_replayed(b)
+
+
+def assert_replayed(run_dir) -> None:
+    assert [r["replayed_problems"] for r in logged_steps(run_dir)] == [0, 2, 2, 2]
+    state = json.loads((run_dir / "checkpoints" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert len(state["replay"]) == 1 and state["replay"][0]["entries"]  # one process's buffer, not empty
 
 
 @pytest.mark.parametrize("method", ["lora", "qlora"])
@@ -184,6 +193,7 @@ ASYNC_CASES = {
                                 "rollout": {"async_steps": 1},
                                 "train": {"learning_rate": 1e-2, "value_learning_rate": 1e-2, "minibatch_size": 16}},
     "two_steps_ahead_vllm_like": {**CASES["dapo"], "rollout": {**CASES["dapo"]["rollout"], "async_steps": 2}},
+    "one_step_ahead_replay": {"algo": "grpo", "rollout": {"async_steps": 1, "replay_unsolved": 0.5}},
 }
 
 
@@ -197,6 +207,8 @@ def test_async_rollouts_resume_exactly(tmp_path, resume_gym, monkeypatch, case):
     assert_same_run(a, b)
     ahead = ASYNC_CASES[case]["rollout"]["async_steps"]
     assert [r["async_lag"] for r in logged_steps(b)] == ([0, 1, 1, 1] if ahead == 1 else [0, 1, 2, 1])
+    if "replay" in case:  # the buffer saved is the one after the batch played ahead
+        assert_replayed(b)
     saved = json.loads((b / "checkpoints" / "checkpoint-2" / "in_flight.json").read_text())
     assert [entry["step"] for entry in saved[0]] == [2]  # one process; the batch of step 3, played ahead
     assert saved[0][0]["version"] == (1 if ahead == 1 else 0)

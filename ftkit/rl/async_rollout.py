@@ -197,7 +197,7 @@ def copy_bytes(engine, policy) -> int:
 # -- batches as JSON, for checkpoints ---------------------------------------------------------------------
 
 _BATCH_FIELDS = ("generated_tokens", "seconds", "context_cuts", "model_scores", "gen_batches", "padded_groups",
-                 "generate_seconds")
+                 "generate_seconds", "replayed_seeds")
 
 
 def batch_to_dict(batch: RolloutBatch) -> dict[str, Any]:
@@ -211,7 +211,7 @@ def batch_to_dict(batch: RolloutBatch) -> dict[str, Any]:
 def batch_from_dict(data: dict[str, Any], tokenizer) -> RolloutBatch:
     return RolloutBatch(episodes=[episode_from_dict(e, tokenizer) for e in data["episodes"]],
                         dropped=[episode_from_dict(e, tokenizer) for e in data["dropped"]],
-                        **{name: data[name] for name in _BATCH_FIELDS})
+                        **{name: data[name] for name in _BATCH_FIELDS if name in data})
 
 
 def episode_to_dict(episode: Episode) -> dict[str, Any]:

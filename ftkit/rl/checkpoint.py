@@ -57,8 +57,8 @@ class Checkpoints:
         self.accelerator.wait_for_everyone()
         # Every process's generators, in rank order: each process draws from its own streams, and the
         # main process's alone would hand every other process the main one's on resume.
-        rng_states = self._from_every_process(rng_state())
-        batches = self._from_every_process(in_flight) if in_flight is not None else None
+        rng_states = self.from_every_process(rng_state())
+        batches = self.from_every_process(in_flight) if in_flight is not None else None
         shards = self._deepspeed_shards(step, learner)
         with whole_weights(self.accelerator, learner.model) as policy:  # ZeRO-3: every process gathers
             if self.accelerator.is_main_process:
@@ -93,23 +93,26 @@ class Checkpoints:
         self.accelerator.wait_for_everyone()
         return shards
 
-    def _from_every_process(self, value: Any) -> list[Any]:
-        """[`value` of process 0, of process 1, ...] on the main process."""
+    def from_every_process(self, value: Any) -> list[Any]:
+        """[`value` of process 0, of process 1, ...] on the main process (every process must call it)."""
         from accelerate.utils import gather_object
 
         return gather_object([value]) if self.accelerator.num_processes > 1 else [value]
+
+    def own_entry(self, per_process: list[Any], what: str) -> Any:
+        """This process's entry of a list saved in rank order (`from_every_process`)."""
+        rank = self.accelerator.process_index
+        if rank >= len(per_process):
+            raise TrainingError(f"--resume: the checkpoint holds the {what} of {len(per_process)} processes, not "
+                                f"of process {rank}: resume with as many processes as the run had")
+        return per_process[rank]
 
     def in_flight(self, checkpoint: Path) -> list[dict[str, Any]]:
         """This process's batches played ahead when `checkpoint` was written ([] if it has none)."""
         path = checkpoint / IN_FLIGHT
         if not path.is_file():
             return []
-        per_process = json.loads(path.read_text())
-        rank = self.accelerator.process_index
-        if rank >= len(per_process):
-            raise TrainingError(f"--resume: {path} holds the batches of {len(per_process)} processes, not of "
-                                f"process {rank}: resume with as many processes as the run had")
-        return per_process[rank]
+        return self.own_entry(json.loads(path.read_text()), f"batches played ahead ({path})")
 
     def latest(self) -> Path:
         """The newest complete checkpoint, or a one-line error saying how to start over."""

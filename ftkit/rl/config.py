@@ -80,6 +80,13 @@ class RolloutSection(Section):
         4, gt=0, description="Dynamic filtering: a step plays at most this many times prompts_per_step problems; "
                              "then groups of equal rewards fill the rest."
     )
+    replay_unsolved: float = Field(
+        0.0, ge=0, le=1, description="Play again, as this share of each step's problems, earlier problems that not "
+                                     "every sample solved, newest first (ftkit/rl/replay.py); 0: every problem fresh."
+    )
+    replay_limit: int = Field(
+        2, gt=0, description="replay_unsolved: times one problem is played again, at most."
+    )
     overlong_buffer_len: int = Field(
         0, ge=0, description="DAPO's soft overlong punishment: an action longer than max_completion_length minus "
                              "this loses up to overlong_penalty_factor, linearly (0: off)."
@@ -278,7 +285,7 @@ class RLRecipe(Section):
                    else "use algo grpo")
             raise ValueError(f'train.advantage_level "turn" is for algo {", ".join(TURN_LEVEL_ALGOS)}, not {self.algo}: '
                              f"{why}")
-        _check_dynamic_filtering_and_overlong(ro)
+        _check_rollout_options(ro)
         return self
 
     @property
@@ -294,10 +301,13 @@ class RLRecipe(Section):
         return self.eval.every_steps or max(1, self.train.max_steps // 5)
 
 
-def _check_dynamic_filtering_and_overlong(ro: RolloutSection) -> None:
+def _check_rollout_options(ro: RolloutSection) -> None:
     if ro.dynamic_filtering and ro.num_generations < 2:
         raise ValueError("rollout.dynamic_filtering drops groups whose rewards are all equal, which every group "
                          "of one episode is: set rollout.num_generations >= 2")
+    if "replay_limit" in ro.model_fields_set and not ro.replay_unsolved:
+        raise ValueError("rollout.replay_limit counts how often an unsolved problem is played again: set "
+                         "rollout.replay_unsolved (the share of each step's problems played again) above 0")
     if "max_num_gen_batches" in ro.model_fields_set and not ro.dynamic_filtering:
         raise ValueError("rollout.max_num_gen_batches only counts dynamic filtering's draws: set "
                          "rollout.dynamic_filtering: true (or algo: dapo)")
@@ -399,6 +409,9 @@ TRL_NAMES: dict[str, TrlName] = {
     "rollout.max_num_gen_batches": TrlName(
         None, "TRL has no dynamic sampling; the name is veRL's (algorithm.filter_groups.max_num_gen_batches, whose "
               "batches are all of one size and where 0 means no cap; here further draws are as large as needed)"),
+    "rollout.replay_unsolved": TrlName(
+        None, "TRL has no problem replay: it walks its dataset in order (Kimi k1.5 calls this prioritized sampling)"),
+    "rollout.replay_limit": TrlName(None, "TRL has no problem replay"),
     "rollout.overlong_buffer_len": TrlName(
         None, "GRPOConfig has no overlong shaping: TRL offers it as a reward function, "
               "get_soft_overlong_punishment(max_completion_len, soft_punish_cache); the name is OpenRLHF's and veRL's"),

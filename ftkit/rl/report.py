@@ -226,7 +226,8 @@ def episode_stats(batch: RolloutBatch, group_size: int) -> dict[str, Any]:
     """What the rollout batch shows about the policy: reward, success, lengths, turns.
 
     Over every episode played, including those dynamic filtering left out of training (so reward and
-    success rate stay an unbiased view of the policy); `problems_drawn` counts this process's problems.
+    success rate stay an unbiased view of the policy; with `rollout.replay_unsolved` they include the problems
+    played again, which are harder than fresh ones); `problems_drawn` counts this process's problems.
     """
     episodes = batch.played
     rewards = torch.tensor([e.trajectory.total_reward for e in episodes])  # the gym's own, unshaped
@@ -250,6 +251,11 @@ def episode_stats(batch: RolloutBatch, group_size: int) -> dict[str, Any]:
     if batch.gen_batches is not None:  # dynamic filtering
         stats["num_gen_batches"] = batch.gen_batches
         stats["padded_groups"] = batch.padded_groups
+    if batch.replayed_seeds is not None:  # rollout.replay_unsolved: problems some sample missed before
+        # Counts, present at every step and on every process (their means are taken across processes).
+        replayed = set(batch.replayed_seeds)
+        stats["replayed_problems"] = len(replayed)
+        stats["replayed_solved"] = sum(e.trajectory.solved for e in episodes if e.trajectory.seed in replayed)
     if formats:
         stats["format_reward"] = sum(formats) / len(formats)
     if batch.model_scores:  # logged apart from the gym's (verifier's) reward above

@@ -106,6 +106,7 @@ class RolloutBatch:
     gen_batches: int | None = None  # generation batches played (None: no dynamic filtering)
     padded_groups: int = 0  # groups of equal rewards trained on because the cap left the batch short
     generate_seconds: float = 0.0  # of `seconds`, those inside the engine (the rest: the gym, tokenizing)
+    replayed_seeds: list[int] | None = None  # problems played again (`ftkit/rl/replay.py`); None: replay is off
 
     @property
     def played(self) -> list[Episode]:

@@ -8,7 +8,8 @@ One RL step, as `RLRun.train_step()` reads:
 
 1. **Rollout.** Draw `prompts_per_step` problems and play each `num_generations` times with the current
    policy, sampling through the generation engine (`ftkit/rl/rollout.py`). The gym scores every episode.
-   With dynamic filtering (DAPO), groups of equal rewards are dropped and more problems drawn.
+   With dynamic filtering (DAPO), groups of equal rewards are dropped and more problems drawn; with
+   problem replay, part of the problems are earlier ones some sample missed (`ftkit/rl/replay.py`).
 2. **Advantages.** How much better each episode (or, for PPO, each token) did than expected:
    GRPO, DAPO, GSPO and RLOO compare an episode with the others of its group; REINFORCE++ with the
    whole batch; PPO asks its value head (GAE). Each algorithm is one class in `ftkit/rl/objectives/`.
@@ -51,6 +52,7 @@ from ftkit.rl.distributed import accelerator_options, whole_weights
 from ftkit.rl.dynamic_sampling import fill_with_informative_groups
 from ftkit.rl.learner import Learner, build_learner
 from ftkit.rl.objectives import make_objective
+from ftkit.rl.replay import ReplayBuffer
 from ftkit.rl.report import Progress, Report, episode_stats
 from ftkit.rl.rollout import PlayOptions, RolloutBatch, add_model_reward, add_overlong_penalty, collect
 from ftkit.rl.task import Task
@@ -87,6 +89,9 @@ class RLRun:
         self.console = console or Console(stderr=True, highlight=False, soft_wrap=True, quiet=not self.is_main)
         self.objective = make_objective(recipe)
         self.curriculum = Curriculum(**recipe.curriculum.model_dump()) if recipe.curriculum else None
+        ro = recipe.rollout
+        # rollout.replay_unsolved: this process's missed problems, played again (ftkit/rl/replay.py)
+        self.replay = ReplayBuffer(ro.replay_unsolved, ro.replay_limit) if ro.replay_unsolved else None
         self.report = Report(recipe, self.objective, self.accelerator, self.console)
         self.checkpoints = Checkpoints(self.accelerator, self.run_dir, recipe.method, recipe.train.save_total_limit)
         self.model_dir = self.run_dir / weights_name(recipe.method)
@@ -179,6 +184,8 @@ class RLRun:
         self.step = int(state["step"])
         if self.curriculum is not None and state.get("curriculum"):
             self.curriculum.load_state_dict(state["curriculum"])
+        if self.replay is not None and state.get("replay"):
+            self.replay.load_state_dict(self.checkpoints.own_entry(state["replay"], "replay buffers"))
         self.report.load_state_dict(state, self.step)
         # An engine with its own copy of the weights (vLLM) read them from the base model, and is synced
         # only after an update: without this, the first step after a resume sampled from the base model.
@@ -282,18 +289,28 @@ class RLRun:
 
         With `rollout.dynamic_filtering`, only groups whose rewards differ, played from as many problems
         as it takes (`ftkit/rl/dynamic_sampling.py`).
+        With `rollout.replay_unsolved`, part of the step's problems are earlier ones some sample missed
+        (`ftkit/rl/replay.py`), in place of as many fresh ones.
         """
         ro, world, rank = self.recipe.rollout, self.accelerator.num_processes, self.accelerator.process_index
+        seeds = self.task.training_seeds(step, options, world, rank)
+        replayed = self.replay.take(len(seeds), options) if self.replay is not None else []
+        seeds = replayed + seeds[: len(seeds) - len(replayed)]
         if not ro.dynamic_filtering:
-            return self.play(self.task.training_seeds(step, options, world, rank), options, generator)
-        share = ro.prompts_per_step // world
+            batch = self.play(seeds, options, generator)
+        else:
+            share = len(seeds)
 
-        def draw(drawn: int, count: int) -> RolloutBatch:
-            seeds = (self.task.training_seeds(step, options, world, rank) if drawn == 0 else
-                     self.task.more_seeds(step, options, world, rank, taken=drawn - share, count=count))
-            return self.play(seeds, options, generator)
+            def draw(drawn: int, count: int) -> RolloutBatch:
+                more = seeds if drawn == 0 else self.task.more_seeds(step, options, world, rank,
+                                                                     taken=drawn - share, count=count)
+                return self.play(more, options, generator)
 
-        return fill_with_informative_groups(draw, share, ro.max_num_gen_batches)
+            batch = fill_with_informative_groups(draw, share, ro.max_num_gen_batches)
+        if self.replay is not None:
+            self.replay.record(batch.played, len(seeds))
+            batch.replayed_seeds = replayed
+        return batch
 
     def play(self, seeds: list[int], options: dict[str, Any] | None,
              generator: torch.Generator | None = None) -> RolloutBatch:
@@ -343,8 +360,11 @@ class RLRun:
     def save_checkpoint(self) -> None:
         """checkpoints/checkpoint-<step>/: weights, optimizer, scheduler, RNG and state, and the batches
         played ahead by asynchronous rollouts, atomically."""
-        state = {"curriculum": self.curriculum.state_dict() if self.curriculum else None, **self.report.state_dict()}
         in_flight = self.rollouts.in_flight() if self.rollouts is not None else None
+        # Read after the batches played ahead are done: the buffer is then the one the next play starts from.
+        replay = self.checkpoints.from_every_process(self.replay.state_dict()) if self.replay is not None else None
+        state = {"curriculum": self.curriculum.state_dict() if self.curriculum else None, "replay": replay,
+                 **self.report.state_dict()}
         self.checkpoints.save(self.step, self.learner, self.tokenizer, state, in_flight)
 
     def save_model(self) -> None:
