@@ -91,7 +91,8 @@ def test_replay_settings_are_checked(tmp_path):
         load_rl_recipe(None, base=rl_recipe(tmp_path, rollout={"replay_limit": 3}))
 
 
-def test_a_step_plays_again_the_problems_the_last_one_missed(tmp_path, first_byte_gym):
+@pytest.mark.usefixtures("first_byte_gym")
+def test_a_step_plays_again_the_problems_the_last_one_missed(tmp_path):
     """Through the trainer: step 2's first problems are step 1's missed ones, in place of as many fresh ones."""
     from ftkit.rl.trainer import RLRun
 

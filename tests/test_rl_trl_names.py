@@ -1,6 +1,6 @@
 """RL recipe keys have TRL's GRPOConfig names where they mean what a GRPOConfig field means (DESIGN.md, 9).
 
-`ftkit.rl.config.TRL_NAMES` maps every key of the RL recipe to its GRPOConfig field, or to None with
+`ftkit.rl.trl_names.TRL_NAMES` maps every key of the RL recipe to its GRPOConfig field, or to None with
 the reason ftkit has a key of its own; these tests hold the table, the schema and TRL in step.
 """
 
@@ -14,16 +14,8 @@ from trl import GRPOConfig
 
 from ftkit.config import EvalConfig
 from ftkit.errors import ConfigError
-from ftkit.rl.config import (
-    LOSS_TYPES,
-    RENAMED_KEYS,
-    TRL_NAMES,
-    RLEvalSection,
-    RLTrainSection,
-    load_rl_recipe,
-    rl_recipe_keys,
-    trl_names_markdown,
-)
+from ftkit.rl.config import LOSS_TYPES, RENAMED_KEYS, RLEvalSection, RLTrainSection, load_rl_recipe
+from ftkit.rl.trl_names import TRL_NAMES, rl_recipe_keys, trl_names_markdown
 
 GRPO_FIELDS = {f.name: f for f in dataclasses.fields(GRPOConfig)}
 # Other spellings of GRPOConfig's concepts (ftkit's former names among them): no RL key may use one.
