@@ -57,9 +57,9 @@ class ReplayBuffer:
         key = json.dumps(options, sort_keys=True, default=str)
         if key != self.options_key:  # another curriculum level: the old problems are not this level's
             self.entries, self.options_key = [], key
-        count = min(round(self.share * problems), len(self.entries))
-        taken = self.entries[len(self.entries) - count:][::-1]
-        del self.entries[len(self.entries) - count:]
+        start = len(self.entries) - min(round(self.share * problems), len(self.entries))
+        taken = self.entries[start:][::-1]
+        del self.entries[start:]
         self.playing = {seed: uses for seed, uses in taken}
         return [seed for seed, _ in taken]
 
